@@ -1,0 +1,202 @@
+//! The packet buffer the engine works on: one contiguous region with headroom before the data
+//! and tailroom after it, as a DPDK mbuf has. Encapsulation grows the data at both ends in
+//! place; decapsulation shrinks it; nothing is copied.
+
+/// A packet buffer with room to grow at both ends.
+pub trait PacketBuf {
+    /// The packet bytes.
+    fn data(&self) -> &[u8];
+    /// The packet bytes, mutable.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Bytes available in front of the data.
+    fn headroom(&self) -> usize;
+    /// Bytes available after the data.
+    fn tailroom(&self) -> usize;
+    /// Extends the data by `n` bytes at the front (contents unspecified); false, and no
+    /// change, if there is not enough headroom.
+    fn prepend(&mut self, n: usize) -> bool;
+    /// Extends the data by `n` bytes at the back (contents unspecified); false, and no
+    /// change, if there is not enough tailroom.
+    fn append(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the front; false, and no change, if the data is shorter.
+    fn adj(&mut self, n: usize) -> bool;
+    /// Removes `n` bytes from the back; false, and no change, if the data is shorter.
+    fn trim(&mut self, n: usize) -> bool;
+
+    /// Length of the data.
+    #[inline]
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.data().is_empty()
+    }
+}
+
+impl<B: PacketBuf + ?Sized> PacketBuf for &mut B {
+    fn data(&self) -> &[u8] {
+        (**self).data()
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        (**self).data_mut()
+    }
+    fn headroom(&self) -> usize {
+        (**self).headroom()
+    }
+    fn tailroom(&self) -> usize {
+        (**self).tailroom()
+    }
+    fn prepend(&mut self, n: usize) -> bool {
+        (**self).prepend(n)
+    }
+    fn append(&mut self, n: usize) -> bool {
+        (**self).append(n)
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        (**self).adj(n)
+    }
+    fn trim(&mut self, n: usize) -> bool {
+        (**self).trim(n)
+    }
+}
+
+/// Default headroom, as DPDK's `RTE_PKTMBUF_HEADROOM`: room for Ethernet + IPv6 + UDP + ESP
+/// header + IV in front of an inner packet.
+pub const DEFAULT_HEADROOM: usize = 128;
+/// Default capacity: headroom plus a 2048-byte data room, as a default DPDK mbuf.
+pub const DEFAULT_CAPACITY: usize = DEFAULT_HEADROOM + 2048;
+
+/// A heap-allocated packet buffer, for tests, benches, the pcap backend and the in-memory
+/// backend. Allocated once and reused; nothing on the fast path allocates.
+#[derive(Clone)]
+pub struct HeapBuf {
+    mem: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl core::fmt::Debug for HeapBuf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeapBuf").field("len", &self.len()).field("headroom", &self.start).finish()
+    }
+}
+
+impl Default for HeapBuf {
+    fn default() -> Self {
+        HeapBuf::new(DEFAULT_CAPACITY, DEFAULT_HEADROOM)
+    }
+}
+
+impl HeapBuf {
+    /// An empty buffer of `capacity` bytes whose data starts after `headroom` bytes.
+    pub fn new(capacity: usize, headroom: usize) -> HeapBuf {
+        let headroom = headroom.min(capacity);
+        HeapBuf { mem: vec![0u8; capacity].into_boxed_slice(), start: headroom, end: headroom }
+    }
+
+    /// A buffer holding a copy of `data` after the default headroom, with at least the
+    /// default tailroom.
+    pub fn from_slice(data: &[u8]) -> HeapBuf {
+        let cap = DEFAULT_CAPACITY.max(DEFAULT_HEADROOM + data.len() + 256);
+        let mut b = HeapBuf::new(cap, DEFAULT_HEADROOM);
+        b.end = b.start + data.len();
+        b.mem[b.start..b.end].copy_from_slice(data);
+        b
+    }
+
+    /// Empties the buffer and restores `headroom` bytes of headroom, for reuse.
+    pub fn reset(&mut self, headroom: usize) {
+        self.start = headroom.min(self.mem.len());
+        self.end = self.start;
+    }
+
+    /// Replaces the content with `data` after `headroom` bytes; false if it does not fit.
+    pub fn fill(&mut self, headroom: usize, data: &[u8]) -> bool {
+        if headroom + data.len() > self.mem.len() {
+            return false;
+        }
+        self.start = headroom;
+        self.end = headroom + data.len();
+        self.mem[self.start..self.end].copy_from_slice(data);
+        true
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+}
+
+impl PacketBuf for HeapBuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        &self.mem[self.start..self.end]
+    }
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..self.end]
+    }
+    #[inline]
+    fn headroom(&self) -> usize {
+        self.start
+    }
+    #[inline]
+    fn tailroom(&self) -> usize {
+        self.mem.len() - self.end
+    }
+    #[inline]
+    fn prepend(&mut self, n: usize) -> bool {
+        if n > self.start {
+            return false;
+        }
+        self.start -= n;
+        true
+    }
+    #[inline]
+    fn append(&mut self, n: usize) -> bool {
+        if n > self.tailroom() {
+            return false;
+        }
+        self.end += n;
+        true
+    }
+    #[inline]
+    fn adj(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.start += n;
+        true
+    }
+    #[inline]
+    fn trim(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.end -= n;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grow_and_shrink() {
+        let mut b = HeapBuf::new(64, 16);
+        assert!(b.is_empty());
+        assert!(b.append(10));
+        b.data_mut().copy_from_slice(b"0123456789");
+        assert!(b.prepend(16));
+        assert!(!b.prepend(1), "no headroom left");
+        assert_eq!(b.len(), 26);
+        assert!(b.adj(16));
+        assert_eq!(b.data(), b"0123456789");
+        assert!(b.trim(5));
+        assert_eq!(b.data(), b"01234");
+        assert!(!b.trim(6));
+        assert!(!b.append(64));
+        assert_eq!(b.tailroom(), 64 - 16 - 5);
+    }
+}
