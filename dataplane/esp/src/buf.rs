@@ -78,7 +78,10 @@ pub struct HeapBuf {
 
 impl core::fmt::Debug for HeapBuf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HeapBuf").field("len", &self.len()).field("headroom", &self.start).finish()
+        f.debug_struct("HeapBuf")
+            .field("len", &self.len())
+            .field("headroom", &self.start)
+            .finish()
     }
 }
 
@@ -92,7 +95,11 @@ impl HeapBuf {
     /// An empty buffer of `capacity` bytes whose data starts after `headroom` bytes.
     pub fn new(capacity: usize, headroom: usize) -> HeapBuf {
         let headroom = headroom.min(capacity);
-        HeapBuf { mem: vec![0u8; capacity].into_boxed_slice(), start: headroom, end: headroom }
+        HeapBuf {
+            mem: vec![0u8; capacity].into_boxed_slice(),
+            start: headroom,
+            end: headroom,
+        }
     }
 
     /// A buffer holding a copy of `data` after the default headroom, with at least the

@@ -127,7 +127,10 @@ impl ReplayWindow {
 
     #[inline]
     fn position(&self, seq: u64) -> (usize, u64) {
-        (((seq / BLOCK_BITS) & self.mask) as usize, 1u64 << (seq % BLOCK_BITS))
+        (
+            ((seq / BLOCK_BITS) & self.mask) as usize,
+            1u64 << (seq % BLOCK_BITS),
+        )
     }
 
     /// Marks an authenticated sequence number as received, sliding the window if it is the
@@ -179,7 +182,19 @@ mod tests {
         let r = feed(&w, &[1, 2, 2, 100, 37, 36, 36, 35, 101, 38, 0]);
         assert_eq!(
             r,
-            vec![Ok(1), Ok(2), Err(Replay), Ok(100), Ok(37), Err(TooOld), Err(TooOld), Err(TooOld), Ok(101), Ok(38), Err(TooOld)]
+            vec![
+                Ok(1),
+                Ok(2),
+                Err(Replay),
+                Ok(100),
+                Ok(37),
+                Err(TooOld),
+                Err(TooOld),
+                Err(TooOld),
+                Ok(101),
+                Ok(38),
+                Err(TooOld)
+            ]
         );
         // 100 - 37 = 63 < 64: inside; 100 - 36 = 64: outside.
         assert_eq!(w.top(), 101);
@@ -217,7 +232,10 @@ mod tests {
         assert_eq!(w.check(u32::MAX - 19), Err(ReplayError::Replay));
         // Far below the window the low bits read as the next subspace (such a packet then
         // fails authentication, since the ICV covers the high bits).
-        assert_eq!(w.check(u32::MAX - 100), Ok((1 << 32) + (u32::MAX - 100) as u64));
+        assert_eq!(
+            w.check(u32::MAX - 100),
+            Ok((1 << 32) + (u32::MAX - 100) as u64)
+        );
         // The one just seen before the wrap.
         assert_eq!(w.check(u32::MAX - 9), Err(ReplayError::Replay));
         assert_eq!(w.top(), (1 << 32) + 5);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The same known-answer and property tests against every crypto provider compiled in.
 //!
 //! Known answers: the AES-GCM ESP packets of draft-mcgrew-gcm-test-01 (with the corrected

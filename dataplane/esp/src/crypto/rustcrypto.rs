@@ -7,7 +7,10 @@ use aes_gcm::aead::AeadInOut;
 use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
-use super::{aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys};
+use super::{
+    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher,
+    OpStatus, SaKeys,
+};
 use crate::proposal::{EspLayout, Transform};
 
 /// The RustCrypto provider.
@@ -23,27 +26,65 @@ impl CryptoProvider for RustCrypto {
     fn supports(&self, _t: Transform) -> bool {
         true
     }
-    fn new_cipher(&self, t: Transform, keys: &SaKeys, esn: bool) -> Result<Box<dyn EspCipher>, CryptoError> {
-        let bad = |_| CryptoError::KeyLength { transform: t, which: "encryption", want: t.enc_key_len(), got: keys.enc().len() };
+    fn new_cipher(
+        &self,
+        t: Transform,
+        keys: &SaKeys,
+        esn: bool,
+    ) -> Result<Box<dyn EspCipher>, CryptoError> {
+        let bad = |_| CryptoError::KeyLength {
+            transform: t,
+            which: "encryption",
+            want: t.enc_key_len(),
+            got: keys.enc().len(),
+        };
         let salt: [u8; 4] = keys.salt(t).try_into().unwrap_or([0; 4]);
         let k = keys.cipher_key(t);
         Ok(match t {
-            Transform::Aes128Gcm16 => Box::new(Aead { t, esn, salt, alg: AeadAlg::Gcm128(aes_gcm::Aes128Gcm::new_from_slice(k).map_err(bad)?) }),
-            Transform::Aes256Gcm16 => Box::new(Aead { t, esn, salt, alg: AeadAlg::Gcm256(aes_gcm::Aes256Gcm::new_from_slice(k).map_err(bad)?) }),
+            Transform::Aes128Gcm16 => Box::new(Aead {
+                t,
+                esn,
+                salt,
+                alg: AeadAlg::Gcm128(aes_gcm::Aes128Gcm::new_from_slice(k).map_err(bad)?),
+            }),
+            Transform::Aes256Gcm16 => Box::new(Aead {
+                t,
+                esn,
+                salt,
+                alg: AeadAlg::Gcm256(aes_gcm::Aes256Gcm::new_from_slice(k).map_err(bad)?),
+            }),
             Transform::Chacha20Poly1305 => Box::new(Aead {
                 t,
                 esn,
                 salt,
-                alg: AeadAlg::Chacha(chacha20poly1305::ChaCha20Poly1305::new_from_slice(k).map_err(bad)?),
+                alg: AeadAlg::Chacha(
+                    chacha20poly1305::ChaCha20Poly1305::new_from_slice(k).map_err(bad)?,
+                ),
             }),
-            Transform::Aes128Sha1 => Box::new(Cbc::new(t, esn, aes::Aes128::new_from_slice(k).map_err(bad)?, hmac_key::<sha1::Sha1>(t, keys)?)?),
-            Transform::Aes256Sha1 => Box::new(Cbc::new(t, esn, aes::Aes256::new_from_slice(k).map_err(bad)?, hmac_key::<sha1::Sha1>(t, keys)?)?),
-            Transform::Aes128Sha256 => {
-                Box::new(Cbc::new(t, esn, aes::Aes128::new_from_slice(k).map_err(bad)?, hmac_key::<sha2::Sha256>(t, keys)?)?)
-            }
-            Transform::Aes256Sha256 => {
-                Box::new(Cbc::new(t, esn, aes::Aes256::new_from_slice(k).map_err(bad)?, hmac_key::<sha2::Sha256>(t, keys)?)?)
-            }
+            Transform::Aes128Sha1 => Box::new(Cbc::new(
+                t,
+                esn,
+                aes::Aes128::new_from_slice(k).map_err(bad)?,
+                hmac_key::<sha1::Sha1>(t, keys)?,
+            )?),
+            Transform::Aes256Sha1 => Box::new(Cbc::new(
+                t,
+                esn,
+                aes::Aes256::new_from_slice(k).map_err(bad)?,
+                hmac_key::<sha1::Sha1>(t, keys)?,
+            )?),
+            Transform::Aes128Sha256 => Box::new(Cbc::new(
+                t,
+                esn,
+                aes::Aes128::new_from_slice(k).map_err(bad)?,
+                hmac_key::<sha2::Sha256>(t, keys)?,
+            )?),
+            Transform::Aes256Sha256 => Box::new(Cbc::new(
+                t,
+                esn,
+                aes::Aes256::new_from_slice(k).map_err(bad)?,
+                hmac_key::<sha2::Sha256>(t, keys)?,
+            )?),
         })
     }
 }
@@ -76,21 +117,31 @@ struct Aead {
 
 impl core::fmt::Debug for Aead {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("rustcrypto::Aead").field("transform", &self.t).finish_non_exhaustive()
+        f.debug_struct("rustcrypto::Aead")
+            .field("transform", &self.t)
+            .finish_non_exhaustive()
     }
 }
 
 impl Aead {
     fn seal_one(&self, op: &mut CryptoOp<'_>) -> OpStatus {
-        let Some(r) = regions(op.esp, self.t.layout()) else { return OpStatus::BadLength };
+        let Some(r) = regions(op.esp, self.t.layout()) else {
+            return OpStatus::BadLength;
+        };
         // RFC 4106 §3.1: the explicit IV is the sequence number, unique per key.
         r.head[8..16].copy_from_slice(&op.seq.to_be_bytes());
         let nonce = aead_nonce(&self.salt, &r.head[8..16]);
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
         let tag = match &self.alg {
-            AeadAlg::Gcm128(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
-            AeadAlg::Gcm256(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
-            AeadAlg::Chacha(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
+            AeadAlg::Gcm128(c) => {
+                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
+            }
+            AeadAlg::Gcm256(c) => {
+                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
+            }
+            AeadAlg::Chacha(c) => {
+                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
+            }
         };
         match tag {
             Ok(tag) => {
@@ -102,14 +153,22 @@ impl Aead {
     }
 
     fn open_one(&self, op: &mut CryptoOp<'_>) -> OpStatus {
-        let Some(r) = regions(op.esp, self.t.layout()) else { return OpStatus::BadLength };
+        let Some(r) = regions(op.esp, self.t.layout()) else {
+            return OpStatus::BadLength;
+        };
         let nonce = aead_nonce(&self.salt, &r.head[8..16]);
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
         let tag = Array::try_from(&r.icv[..]).unwrap_or_default();
         let res = match &self.alg {
-            AeadAlg::Gcm128(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
-            AeadAlg::Gcm256(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
-            AeadAlg::Chacha(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
+            AeadAlg::Gcm128(c) => {
+                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
+            }
+            AeadAlg::Gcm256(c) => {
+                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
+            }
+            AeadAlg::Chacha(c) => {
+                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
+            }
         };
         if res.is_ok() {
             OpStatus::Ok
@@ -151,17 +210,29 @@ struct Cbc<C, M> {
 
 impl<C, M> core::fmt::Debug for Cbc<C, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("rustcrypto::Cbc").field("transform", &self.t).finish_non_exhaustive()
+        f.debug_struct("rustcrypto::Cbc")
+            .field("transform", &self.t)
+            .finish_non_exhaustive()
     }
 }
 
 impl<C, M> Cbc<C, M>
 where
-    C: aes::cipher::BlockCipherEncrypt + aes::cipher::BlockCipherDecrypt + aes::cipher::BlockSizeUser<BlockSize = aes::cipher::consts::U16> + Clone,
+    C: aes::cipher::BlockCipherEncrypt
+        + aes::cipher::BlockCipherDecrypt
+        + aes::cipher::BlockSizeUser<BlockSize = aes::cipher::consts::U16>
+        + Clone,
     M: Mac + Clone,
 {
     fn new(t: Transform, esn: bool, cipher: C, mac: M) -> Result<Self, CryptoError> {
-        Ok(Cbc { t, layout: t.layout(), esn, cipher, mac, ivgen: CbcIvGen::new()? })
+        Ok(Cbc {
+            t,
+            layout: t.layout(),
+            esn,
+            cipher,
+            mac,
+            ivgen: CbcIvGen::new()?,
+        })
     }
 
     fn icv_of(&self, authenticated: &[u8], seq: u64) -> M {
@@ -176,7 +247,9 @@ where
     fn seal_one(&self, op: &mut CryptoOp<'_>) -> OpStatus {
         let icv_len = self.layout.icv_len;
         {
-            let Some(r) = regions(op.esp, self.layout) else { return OpStatus::BadLength };
+            let Some(r) = regions(op.esp, self.layout) else {
+                return OpStatus::BadLength;
+            };
             let iv = self.ivgen.iv(op.seq);
             r.head[8..24].copy_from_slice(&iv);
             let mut enc = cbc::Encryptor::<C>::inner_iv_init(self.cipher.clone(), &iv.into());
@@ -199,7 +272,9 @@ where
         if !bool::from(tag[..self.layout.icv_len].ct_eq(&op.esp[n..])) {
             return OpStatus::AuthFailed;
         }
-        let Some(r) = regions(op.esp, self.layout) else { return OpStatus::BadLength };
+        let Some(r) = regions(op.esp, self.layout) else {
+            return OpStatus::BadLength;
+        };
         let iv: [u8; 16] = r.head[8..24].try_into().unwrap_or([0; 16]);
         let mut dec = cbc::Decryptor::<C>::inner_iv_init(self.cipher.clone(), &iv.into());
         let (blocks, _) = Array::slice_as_chunks_mut(r.body);

@@ -1,0 +1,1 @@
+//! The intel-ipsec-mb provider (being written).
