@@ -17,18 +17,18 @@
 #![forbid(unsafe_code)]
 
 pub mod buf;
-// pub mod classify;
+pub mod classify;
 pub mod crypto;
 pub mod drop;
-// pub mod frag;
-// pub mod icmp;
-// pub mod mss;
-// pub mod mtu;
+pub mod frag;
+pub mod icmp;
+pub mod mss;
+pub mod mtu;
 pub mod proposal;
-// pub mod reasm;
+pub mod reasm;
 pub mod replay;
-// pub mod sa;
-// pub mod ts;
+pub mod sa;
+pub mod ts;
 
 pub use buf::{HeapBuf, PacketBuf};
 pub use drop::{DropCounters, DropReason};
