@@ -249,10 +249,12 @@ fn classify_icmpv4(icmp: &[u8], is_local: &impl Fn(IpAddr) -> bool) -> Class {
         (icmpv4::kind::DST_UNREACHABLE, icmpv4::CODE_FRAG_NEEDED) => {
             let q = p.data();
             let mtu = match p.next_hop_mtu() {
-                // RFC 1191 §5/§7: an old router reports 0; estimate from the quoted length.
-                0 => {
-                    plateau_below(ipv4::Packet::new_checked(q).map_or(0, |x| x.total_len() as u32))
-                }
+                // RFC 1191 §5/§7: an old router reports 0; estimate from the quoted total
+                // length field (the quote itself is truncated).
+                0 => plateau_below(
+                    q.get(2..4)
+                        .map_or(0, |l| u16::from_be_bytes([l[0], l[1]]) as u32),
+                ),
                 m => m as u32,
             };
             quoted(q, mtu, is_local)
