@@ -1,0 +1,13 @@
+//! esprit-dataplane: the forwarding engine and its configuration, shared by the offline mode
+//! (pcap files in and out) and the live data plane.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod engine;
+pub mod local;
+pub mod offline;
+pub mod tables;
+
+pub use config::Config;
+pub use engine::{BufPool, Engine, HeapPool};
