@@ -1244,23 +1244,24 @@ impl<P: BufPool> Engine<P> {
             return;
         }
         let mut due = Vec::new();
+        let mut first_seen = Vec::new();
         for (spi, sa) in &self.sad_out {
             if !sa.is_udp_encap() {
                 continue;
             }
-            let last = self.last_keepalive.get(spi).copied().unwrap_or(0).max(
-                sa.stats
-                    .last_used
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            );
-            if now >= last.saturating_add(interval) {
-                due.push((
-                    *spi,
-                    sa.params().local,
-                    sa.params().encap.map_or(4500, |e| e.local_port),
-                    sa.peer(),
-                ));
+            // The interval starts when the engine first sees the SA, not at time zero.
+            let Some(&sent) = self.last_keepalive.get(spi) else {
+                first_seen.push(*spi);
+                continue;
+            };
+            let used = sa.stats.last_used.load(std::sync::atomic::Ordering::Relaxed);
+            if now >= sent.max(used).saturating_add(interval) {
+                let sport = sa.params().encap.map_or(4500, |e| e.local_port);
+                due.push((*spi, sa.params().local, sport, sa.peer()));
             }
+        }
+        for spi in first_seen {
+            self.last_keepalive.insert(spi, now);
         }
         for (spi, local, sport, peer) in due {
             self.last_keepalive.insert(spi, now);
