@@ -29,9 +29,10 @@ step "benches build"
 cargo bench --workspace --features "$FEATURES" --no-run -q
 
 step "scapy and tshark oracle tests of the offline mode"
+# Debian's python3 (with python3-scapy), not a pyenv or venv one that may shadow it.
 cargo build --release -q -p esprit-engine --features esprit-engine/ipsec-mb
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
-  python3 -m pytest -q dataplane/engine/tests/oracle
+  /usr/bin/python3 -m pytest -q dataplane/engine/tests/oracle
 
 step "README offline example"
 out=$(mktemp -d)

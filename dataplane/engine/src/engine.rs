@@ -1254,7 +1254,10 @@ impl<P: BufPool> Engine<P> {
                 first_seen.push(*spi);
                 continue;
             };
-            let used = sa.stats.last_used.load(std::sync::atomic::Ordering::Relaxed);
+            let used = sa
+                .stats
+                .last_used
+                .load(std::sync::atomic::Ordering::Relaxed);
             if now >= sent.max(used).saturating_add(interval) {
                 let sport = sa.params().encap.map_or(4500, |e| e.local_port);
                 due.push((*spi, sa.params().local, sport, sa.peer()));

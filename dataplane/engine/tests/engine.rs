@@ -426,7 +426,7 @@ fn arp_keepalives_ike_and_unprotected_traffic() {
     let cfg = config("");
     let mut e = engine(&cfg);
     e.poll(SEC); // the driver polls continuously; the keepalive clock starts here
-    // ARP for the gateway's outside address.
+                 // ARP for the gateway's outside address.
     let mut a = [0u8; 28];
     arp::Repr {
         operation: arp::Operation::Request,

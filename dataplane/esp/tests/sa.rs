@@ -95,7 +95,10 @@ fn round_trip_every_combination() {
                             assert_eq!(o.total_len() as usize, outer.len());
                             assert_eq!(o.protocol(), if udp { 17 } else { 50 });
                             assert_eq!(o.tos(), 0x28);
-                            assert!(o.dont_frag(), "DF copied from the inner IPv4 packet, set for IPv6");
+                            assert!(
+                                o.dont_frag(),
+                                "DF copied from the inner IPv4 packet, set for IPv6"
+                            );
                             if udp {
                                 assert_eq!(
                                     udp::Packet::new_checked(o.payload()).unwrap().checksum(),
@@ -485,4 +488,36 @@ fn concurrent_senders_never_share_a_sequence_number() {
     sorted.dedup();
     assert_eq!(sorted.len(), 8000);
     assert_eq!((sorted[0], sorted[7999]), (1, 8000));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Encapsulation then decapsulation is the identity, for any transform, family,
+    /// encapsulation and payload; flipping any one bit of the ESP packet is rejected.
+    #[test]
+    fn encap_decap_identity_and_any_flip_rejected(
+        t in 0usize..7,
+        v6_outer: bool,
+        udp: bool,
+        v6_inner: bool,
+        len in 48usize..1300,
+        seed: u8,
+        flip in proptest::num::usize::ANY,
+    ) {
+        let t = Transform::ALL[t];
+        let p = params(t, v6_outer, udp, 0x0e00_0001);
+        let (tx, rx) = (client_out(&p), gw_in(&p));
+        let pkt = inner(v6_inner, len, seed);
+        let outer = seal(&tx, &pkt);
+        let (r, got) = open(&rx, &outer);
+        proptest::prop_assert!(r.is_ok(), "{t}: {r:?}");
+        proptest::prop_assert_eq!(&got, &pkt);
+        let esp_at = meta_of(&outer).esp_offset;
+        let at = esp_at + flip % (outer.len() - esp_at);
+        let mut bad = seal(&tx, &pkt);
+        bad[at] ^= 1 << (flip % 8);
+        let rx2 = gw_in(&p);
+        proptest::prop_assert!(open(&rx2, &bad).0.is_err(), "{t}: flip at {at} accepted");
+    }
 }
