@@ -419,13 +419,7 @@ impl<P: BufPool> Engine<P> {
             self.drop_pkt(b, DropReason::EthTruncated);
             return None;
         };
-        let (dst, src, et, hl, vlan) = (
-            f.dst_addr(),
-            f.src_addr(),
-            f.ethertype(),
-            f.header_len(),
-            f.vlan_id(),
-        );
+        let (dst, et, hl, vlan) = (f.dst_addr(), f.ethertype(), f.header_len(), f.vlan_id());
         if vlan.is_some() {
             self.drop_pkt(b, DropReason::EthUnsupported);
             return None;
@@ -440,10 +434,8 @@ impl<P: BufPool> Engine<P> {
                 None
             }
             ethernet::ethertype::IPV4 | ethernet::ethertype::IPV6 => {
+                // Only ARP and ND teach the neighbor cache, never plain IP.
                 b.adj(hl);
-                // Remember the sender's MAC for replies: learning from IP is not done (only
-                // ARP/ND teach the cache), but we keep it for this packet's ND answer.
-                let _ = src;
                 Some(b)
             }
             _ => {
