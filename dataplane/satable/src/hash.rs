@@ -1,0 +1,442 @@
+//! The hash table.
+
+use core::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+#[cfg(crossbeam_loom)]
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+#[cfg(not(crossbeam_loom))]
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+
+/// Slot tags: 0 = never used (ends a probe), 1 = deleted (probing continues past it),
+/// anything else = the key's hash with bit 1 set.
+const EMPTY: u64 = 0;
+const DELETED: u64 = 1;
+
+struct Node<K, V> {
+    key: K,
+    value: V,
+}
+
+struct Slot<K, V> {
+    tag: AtomicU64,
+    node: Atomic<Node<K, V>>,
+}
+
+struct Slots<K, V> {
+    mask: usize,
+    slots: Box<[Slot<K, V>]>,
+}
+
+impl<K, V> Slots<K, V> {
+    fn new(n: usize) -> Self {
+        Slots {
+            mask: n - 1,
+            slots: (0..n)
+                .map(|_| Slot {
+                    tag: AtomicU64::new(EMPTY),
+                    node: Atomic::null(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A lock-free hash table: any number of readers, one [`TableWriter`].
+pub struct HashTable<K, V> {
+    slots: Atomic<Slots<K, V>>,
+    capacity: usize,
+    len: AtomicUsize,
+}
+
+impl<K, V> core::fmt::Debug for HashTable<K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HashTable")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len.load(Relaxed))
+            .finish()
+    }
+}
+
+// SAFETY: readers get `&V` from any thread (V: Sync) and values are dropped on the writer's or
+// a reclaiming reader's thread (V: Send); keys likewise.
+unsafe impl<K: Send + Sync, V: Send + Sync> Sync for HashTable<K, V> {}
+// SAFETY: as above; the table owns its nodes.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for HashTable<K, V> {}
+
+/// The table is at its configured capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull {
+    pub capacity: usize,
+}
+
+impl core::fmt::Display for TableFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "table full: {} entries (raise the configured maximum)",
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// A fast, non-cryptographic hash (SPIs and addresses come from our own control plane or are
+/// looked up, not chosen by an attacker to collide: SPIs are random, virtual IPs from pools).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        // Final avalanche (splitmix64) so linear probing sees well-mixed low bits.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = (self.0.rotate_left(5) ^ i as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+fn tag_of<K: Hash>(k: &K) -> u64 {
+    let mut h = FxHasher::default();
+    k.hash(&mut h);
+    h.finish() | 2
+}
+
+impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
+    /// A table for up to `max_entries` entries, and its single writer.
+    pub fn new(max_entries: usize) -> (Arc<Self>, TableWriter<K, V>) {
+        let n = (max_entries.max(4) * 2).next_power_of_two();
+        let t = Arc::new(HashTable {
+            slots: Atomic::new(Slots::new(n)),
+            capacity: max_entries.max(4),
+            len: AtomicUsize::new(0),
+        });
+        (
+            t.clone(),
+            TableWriter {
+                table: t,
+                deleted: 0,
+            },
+        )
+    }
+
+    /// The entry for `key`, valid while `guard` is pinned. Never blocks, never allocates.
+    #[inline]
+    pub fn get<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+        let tag = tag_of(key);
+        let s = self.slots.load(Acquire, guard);
+        // SAFETY: the slot array is only retired (deferred) by the writer after a new one is
+        // published; `guard` keeps the one we loaded alive.
+        let slots = unsafe { s.deref() };
+        let mut i = tag as usize & slots.mask;
+        for _ in 0..=slots.mask {
+            let slot = &slots.slots[i];
+            match slot.tag.load(Acquire) {
+                EMPTY => return None,
+                t if t == tag => {
+                    let n = slot.node.load(Acquire, guard);
+                    // SAFETY: nodes are retired with `defer_destroy` after being unlinked;
+                    // `guard` was pinned before we loaded the pointer.
+                    if let Some(node) = unsafe { n.as_ref() } {
+                        if node.key == *key {
+                            return Some(&node.value);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i = (i + 1) & slots.mask;
+        }
+        None
+    }
+
+    /// Entries in the table.
+    pub fn len(&self) -> usize {
+        self.len.load(Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most entries the table takes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Calls `f` on every entry (for listings; not for the fast path).
+    pub fn for_each<'g>(&self, guard: &'g Guard, mut f: impl FnMut(&'g K, &'g V)) {
+        let s = self.slots.load(Acquire, guard);
+        // SAFETY: as in `get`.
+        let slots = unsafe { s.deref() };
+        for slot in slots.slots.iter() {
+            let n = slot.node.load(Acquire, guard);
+            // SAFETY: as in `get`.
+            if let Some(node) = unsafe { n.as_ref() } {
+                f(&node.key, &node.value);
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for HashTable<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no reader or writer exists any more (the writer holds an Arc),
+        // so everything can be freed now.
+        unsafe {
+            let g = crossbeam_epoch::unprotected();
+            let s = self.slots.load(Relaxed, g);
+            if let Some(slots) = s.as_ref() {
+                for slot in slots.slots.iter() {
+                    let n = slot.node.load(Relaxed, g);
+                    if !n.is_null() {
+                        drop(n.into_owned());
+                    }
+                }
+                drop(s.into_owned());
+            }
+        }
+    }
+}
+
+/// The one writer of a [`HashTable`]. Not `Clone`: there is exactly one.
+pub struct TableWriter<K, V> {
+    table: Arc<HashTable<K, V>>,
+    deleted: usize,
+}
+
+impl<K, V> core::fmt::Debug for TableWriter<K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("deleted_slots", &self.deleted)
+            .finish()
+    }
+}
+
+impl<K: Hash + Eq + Clone + 'static, V: 'static> TableWriter<K, V> {
+    pub fn table(&self) -> &Arc<HashTable<K, V>> {
+        &self.table
+    }
+
+    /// Inserts or replaces `key`. Readers see either the old or the new value, never a
+    /// mixture; a replaced value is freed once every reader has moved on.
+    pub fn insert(&mut self, key: K, value: V, guard: &Guard) -> Result<(), TableFull> {
+        let t = &*self.table;
+        let tag = tag_of(&key);
+        let s = t.slots.load(Acquire, guard);
+        // SAFETY: only this writer retires slot arrays.
+        let slots = unsafe { s.deref() };
+        let mut free = None;
+        let mut i = tag as usize & slots.mask;
+        for _ in 0..=slots.mask {
+            let slot = &slots.slots[i];
+            match slot.tag.load(Relaxed) {
+                EMPTY => {
+                    free.get_or_insert(i);
+                    break;
+                }
+                DELETED => {
+                    free.get_or_insert(i);
+                }
+                x if x == tag => {
+                    let n = slot.node.load(Relaxed, guard);
+                    // SAFETY: the writer is the only one who unlinks nodes.
+                    if unsafe { n.as_ref() }.is_some_and(|node| node.key == key) {
+                        let old = slot
+                            .node
+                            .swap(Owned::new(Node { key, value }), AcqRel, guard);
+                        // SAFETY: `old` is unlinked; readers that still hold it are pinned.
+                        unsafe { guard.defer_destroy(old) };
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            i = (i + 1) & slots.mask;
+        }
+        if t.len() >= t.capacity {
+            return Err(TableFull {
+                capacity: t.capacity,
+            });
+        }
+        let Some(i) = free else {
+            return Err(TableFull {
+                capacity: t.capacity,
+            });
+        };
+        let slot = &slots.slots[i];
+        if slot.tag.load(Relaxed) == DELETED {
+            self.deleted -= 1;
+        }
+        // Publish the node before the tag: a reader that sees the tag finds the node.
+        slot.node.store(Owned::new(Node { key, value }), Release);
+        slot.tag.store(tag, Release);
+        t.len.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Removes `key`; true if it was there.
+    pub fn remove(&mut self, key: &K, guard: &Guard) -> bool {
+        let t = &*self.table;
+        let tag = tag_of(key);
+        let s = t.slots.load(Acquire, guard);
+        // SAFETY: only this writer retires slot arrays.
+        let slots = unsafe { s.deref() };
+        let mut i = tag as usize & slots.mask;
+        for _ in 0..=slots.mask {
+            let slot = &slots.slots[i];
+            match slot.tag.load(Relaxed) {
+                EMPTY => return false,
+                x if x == tag => {
+                    let n = slot.node.load(Relaxed, guard);
+                    // SAFETY: the writer is the only one who unlinks nodes.
+                    if unsafe { n.as_ref() }.is_some_and(|node| node.key == *key) {
+                        slot.tag.store(DELETED, Release);
+                        slot.node.store(Shared::null(), Release);
+                        // SAFETY: unlinked above; pinned readers may still hold it.
+                        unsafe { guard.defer_destroy(n) };
+                        t.len.fetch_sub(1, Relaxed);
+                        self.deleted += 1;
+                        self.maybe_rebuild(guard);
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+            i = (i + 1) & slots.mask;
+        }
+        false
+    }
+
+    /// Deleted slots lengthen probes: when live and deleted slots together pass three
+    /// quarters of the array, publish a fresh array holding the live nodes (the nodes move,
+    /// they are not copied) and retire the old one.
+    fn maybe_rebuild(&mut self, guard: &Guard) {
+        let t = &*self.table;
+        let s = t.slots.load(Acquire, guard);
+        // SAFETY: only this writer retires slot arrays.
+        let old = unsafe { s.deref() };
+        if (t.len() + self.deleted) * 4 < (old.mask + 1) * 3 {
+            return;
+        }
+        let fresh = Slots::new(old.mask + 1);
+        for slot in old.slots.iter() {
+            let tag = slot.tag.load(Relaxed);
+            let n = slot.node.load(Relaxed, guard);
+            if tag <= DELETED || n.is_null() {
+                continue;
+            }
+            let mut i = tag as usize & fresh.mask;
+            while fresh.slots[i].tag.load(Relaxed) != EMPTY {
+                i = (i + 1) & fresh.mask;
+            }
+            fresh.slots[i].node.store(n, Relaxed);
+            fresh.slots[i].tag.store(tag, Relaxed);
+        }
+        let prev = t.slots.swap(Owned::new(fresh), AcqRel, guard);
+        self.deleted = 0;
+        // SAFETY: `prev` is unlinked. Its nodes now belong to the fresh array, so only the
+        // array itself is destroyed: `Slots` has no Drop that frees nodes.
+        unsafe { guard.defer_destroy(prev) };
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self, guard: &Guard) {
+        let t = &*self.table;
+        let s = t.slots.load(Acquire, guard);
+        // SAFETY: only this writer retires slot arrays.
+        let slots = unsafe { s.deref() };
+        let fresh = Slots::<K, V>::new(slots.mask + 1);
+        let prev = t.slots.swap(Owned::new(fresh), AcqRel, guard);
+        // SAFETY: the old array is unlinked; retire its nodes and the array.
+        unsafe {
+            for slot in prev.deref().slots.iter() {
+                let n = slot.node.load(Relaxed, guard);
+                if !n.is_null() {
+                    guard.defer_destroy(n);
+                }
+            }
+            guard.defer_destroy(prev);
+        }
+        t.len.store(0, Relaxed);
+        self.deleted = 0;
+    }
+}
+
+#[cfg(all(test, not(crossbeam_loom)))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn insert_get_replace_remove() {
+        let (t, mut w) = HashTable::<u32, String>::new(8);
+        let g = crossbeam_epoch::pin();
+        assert!(t.get(&1, &g).is_none());
+        w.insert(1, "one".into(), &g).unwrap();
+        w.insert(2, "two".into(), &g).unwrap();
+        assert_eq!(t.get(&1, &g).map(String::as_str), Some("one"));
+        w.insert(1, "uno".into(), &g).unwrap();
+        assert_eq!(t.get(&1, &g).map(String::as_str), Some("uno"));
+        assert_eq!(t.len(), 2);
+        assert!(w.remove(&1, &g));
+        assert!(!w.remove(&1, &g));
+        assert!(t.get(&1, &g).is_none());
+        assert_eq!(t.get(&2, &g).map(String::as_str), Some("two"));
+    }
+
+    #[test]
+    fn full_is_an_error() {
+        let (t, mut w) = HashTable::<u32, u32>::new(4);
+        let g = crossbeam_epoch::pin();
+        for k in 0..4 {
+            w.insert(k, k, &g).unwrap();
+        }
+        assert_eq!(w.insert(9, 9, &g), Err(TableFull { capacity: 4 }));
+        w.insert(3, 33, &g).unwrap();
+        assert_eq!(t.get(&3, &g), Some(&33), "replacing is fine when full");
+    }
+
+    proptest::proptest! {
+        /// Against a HashMap under random inserts, replaces and removes (with rebuilds).
+        #[test]
+        fn matches_hashmap(ops in proptest::collection::vec((0u8..3, 0u32..64, proptest::num::u32::ANY), 1..2000)) {
+            let (t, mut w) = HashTable::<u32, u32>::new(64);
+            let mut m = HashMap::new();
+            let g = crossbeam_epoch::pin();
+            for (op, k, v) in ops {
+                match op {
+                    0 | 1 => {
+                        w.insert(k, v, &g).unwrap();
+                        m.insert(k, v);
+                    }
+                    _ => {
+                        proptest::prop_assert_eq!(w.remove(&k, &g), m.remove(&k).is_some());
+                    }
+                }
+                proptest::prop_assert_eq!(t.len(), m.len());
+            }
+            for k in 0..64 {
+                proptest::prop_assert_eq!(t.get(&k, &g), m.get(&k));
+            }
+            let mut n = 0;
+            t.for_each(&g, |k, v| { n += 1; assert_eq!(m.get(k), Some(v)); });
+            proptest::prop_assert_eq!(n, m.len());
+        }
+    }
+}
