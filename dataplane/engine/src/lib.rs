@@ -7,7 +7,12 @@ pub mod config;
 pub mod engine;
 pub mod local;
 pub mod offline;
+pub mod shared;
 pub mod tables;
+pub mod worker;
 
 pub use config::Config;
-pub use engine::{BufPool, Engine, HeapPool};
+pub use engine::Engine;
+pub use esprit_esp::{BufPool, HeapPool};
+pub use shared::{Control, Event, Shared};
+pub use worker::Worker;

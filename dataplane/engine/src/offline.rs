@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use esprit_esp::{DropReason, PacketBuf};
 use esprit_pktio::pcap::{PcapError, PcapReader, PcapWriter};
 
-use crate::engine::{Engine, HeapPool};
+use crate::engine::Engine;
+use esprit_esp::HeapPool;
 
 /// Why an offline run failed.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use esprit_engine::config::{self, Config};
-use esprit_engine::engine::Event;
+use esprit_engine::Event;
 use esprit_engine::{Engine, HeapPool};
 use esprit_esp::crypto::default_provider;
 use esprit_esp::sa::{Endpoint, InboundMeta, InboundSa, OutboundSa};

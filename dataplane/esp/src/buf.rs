@@ -185,6 +185,91 @@ impl PacketBuf for HeapBuf {
     }
 }
 
+/// A source of packet buffers.
+pub trait BufPool {
+    type Buf: PacketBuf;
+    /// An empty buffer with the default headroom, or `None` if the pool is exhausted.
+    fn alloc(&mut self) -> Option<Self::Buf>;
+    /// Returns a buffer.
+    fn free(&mut self, b: Self::Buf);
+    /// An empty buffer with room for `len` bytes after the default headroom (reassembled
+    /// datagrams can exceed a normal buffer), or `None`.
+    fn alloc_len(&mut self, len: usize) -> Option<Self::Buf> {
+        let b = self.alloc()?;
+        if b.tailroom() >= len {
+            Some(b)
+        } else {
+            self.free(b);
+            None
+        }
+    }
+}
+
+/// A pool of heap buffers, for the offline mode, tests and benches.
+#[derive(Debug)]
+pub struct HeapPool {
+    free: Vec<HeapBuf>,
+    outstanding: usize,
+    limit: usize,
+}
+
+impl HeapPool {
+    /// A pool that hands out at most `limit` buffers at once.
+    pub fn new(limit: usize) -> HeapPool {
+        HeapPool {
+            free: Vec::new(),
+            outstanding: 0,
+            limit,
+        }
+    }
+    /// A buffer holding a copy of `frame`.
+    pub fn alloc_frame(&mut self, frame: &[u8]) -> Option<HeapBuf> {
+        let mut b = self.alloc_len(frame.len())?;
+        if !b.append(frame.len()) {
+            self.free(b);
+            return None;
+        }
+        b.data_mut().copy_from_slice(frame);
+        Some(b)
+    }
+    /// Returns a buffer (the `BufPool::free` of this pool, callable without the trait).
+    pub fn free_buf(&mut self, b: HeapBuf) {
+        <Self as BufPool>::free(self, b)
+    }
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+}
+
+impl BufPool for HeapPool {
+    type Buf = HeapBuf;
+    fn alloc(&mut self) -> Option<Self::Buf> {
+        if self.outstanding >= self.limit {
+            return None;
+        }
+        self.outstanding += 1;
+        let mut b = self.free.pop().unwrap_or_default();
+        b.reset(DEFAULT_HEADROOM);
+        Some(b)
+    }
+    fn free(&mut self, b: Self::Buf) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if self.free.len() < 4096 && b.capacity() == DEFAULT_CAPACITY {
+            self.free.push(b);
+        }
+    }
+    fn alloc_len(&mut self, len: usize) -> Option<Self::Buf> {
+        if len + DEFAULT_HEADROOM <= DEFAULT_CAPACITY {
+            return self.alloc();
+        }
+        if self.outstanding >= self.limit {
+            return None;
+        }
+        self.outstanding += 1;
+        Some(HeapBuf::new(DEFAULT_HEADROOM + len + 64, DEFAULT_HEADROOM))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

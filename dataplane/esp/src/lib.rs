@@ -30,7 +30,7 @@ pub mod replay;
 pub mod sa;
 pub mod ts;
 
-pub use buf::{HeapBuf, PacketBuf};
+pub use buf::{BufPool, HeapBuf, HeapPool, PacketBuf};
 pub use drop::{DropCounters, DropReason};
 pub use proposal::Transform;
 

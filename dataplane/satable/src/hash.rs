@@ -134,9 +134,10 @@ impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
         )
     }
 
-    /// The entry for `key`, valid while `guard` is pinned. Never blocks, never allocates.
+    /// The entry for `key`, valid while `guard` is pinned and the table is borrowed. Never
+    /// blocks, never allocates.
     #[inline]
-    pub fn get<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+    pub fn get<'g>(&'g self, key: &K, guard: &'g Guard) -> Option<&'g V> {
         let tag = tag_of(key);
         let s = self.slots.load(Acquire, guard);
         // SAFETY: the slot array is only retired (deferred) by the writer after a new one is
@@ -179,7 +180,7 @@ impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
     }
 
     /// Calls `f` on every entry (for listings; not for the fast path).
-    pub fn for_each<'g>(&self, guard: &'g Guard, mut f: impl FnMut(&'g K, &'g V)) {
+    pub fn for_each<'g>(&'g self, guard: &'g Guard, mut f: impl FnMut(&'g K, &'g V)) {
         let s = self.slots.load(Acquire, guard);
         // SAFETY: as in `get`.
         let slots = unsafe { s.deref() };

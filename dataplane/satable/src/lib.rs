@@ -15,7 +15,9 @@
 
 mod hash;
 pub mod policy;
+mod rcu;
 
 pub use crossbeam_epoch::{self as epoch, Guard};
 pub use hash::{HashTable, TableFull, TableWriter};
-pub use policy::{PolicyTable, PolicyWriter};
+pub use policy::{Policy, PolicyTable, PolicyWriter};
+pub use rcu::Rcu;

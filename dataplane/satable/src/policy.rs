@@ -6,15 +6,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crossbeam_epoch::{Atomic, Guard, Owned};
+use crossbeam_epoch::Guard;
 use esprit_wire::IpCidr;
 
 use crate::hash::{HashTable, TableFull, TableWriter};
-
-#[cfg(crossbeam_loom)]
-use loom::sync::atomic::Ordering::*;
-#[cfg(not(crossbeam_loom))]
-use std::sync::atomic::Ordering::*;
+use crate::rcu::Rcu;
 
 /// One policy: traffic from `src` to `dst` goes through the outbound SA `spi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +25,7 @@ pub struct PolicyTable {
     /// Host destinations: (source prefix, spi) pairs, most specific source first.
     hosts: Arc<HashTable<IpAddr, Vec<(IpCidr, u32)>>>,
     /// Other destinations, most specific first.
-    prefixes: Atomic<Vec<Policy>>,
+    prefixes: Rcu<Vec<Policy>>,
 }
 
 impl core::fmt::Debug for PolicyTable {
@@ -37,19 +33,6 @@ impl core::fmt::Debug for PolicyTable {
         f.debug_struct("PolicyTable")
             .field("hosts", &self.hosts.len())
             .finish()
-    }
-}
-
-impl Drop for PolicyTable {
-    fn drop(&mut self) {
-        // SAFETY: `&mut self`: no reader remains.
-        unsafe {
-            let g = crossbeam_epoch::unprotected();
-            let p = self.prefixes.load(Relaxed, g);
-            if !p.is_null() {
-                drop(p.into_owned());
-            }
-        }
     }
 }
 
@@ -63,7 +46,7 @@ impl PolicyTable {
         let (hosts, hw) = HashTable::new(max_hosts);
         let t = Arc::new(PolicyTable {
             hosts,
-            prefixes: Atomic::new(Vec::new()),
+            prefixes: Rcu::new(Vec::new()),
         });
         (
             t.clone(),
@@ -82,9 +65,9 @@ impl PolicyTable {
                 return Some(spi);
             }
         }
-        // SAFETY: the writer retires replaced lists with `defer_destroy`; `guard` is pinned.
-        let list = unsafe { self.prefixes.load(Acquire, guard).as_ref() }?;
-        list.iter()
+        self.prefixes
+            .load(guard)
+            .iter()
             .find(|p| p.dst.contains(dst) && p.src.contains(src))
             .map(|p| p.spi)
     }
@@ -101,10 +84,7 @@ impl PolicyTable {
                 });
             }
         });
-        // SAFETY: as in `lookup`.
-        if let Some(list) = unsafe { self.prefixes.load(Acquire, guard).as_ref() } {
-            v.extend_from_slice(list);
-        }
+        v.extend_from_slice(self.prefixes.load(guard));
         v
     }
 }
@@ -201,14 +181,9 @@ impl PolicyWriter {
     }
 
     fn update_prefixes(&mut self, guard: &Guard, f: impl FnOnce(&mut Vec<Policy>)) {
-        // SAFETY: only this writer replaces the list.
-        let mut v = unsafe { self.table.prefixes.load(Acquire, guard).as_ref() }
-            .cloned()
-            .unwrap_or_default();
+        let mut v = self.table.prefixes.load(guard).clone();
         f(&mut v);
-        let old = self.table.prefixes.swap(Owned::new(v), AcqRel, guard);
-        // SAFETY: unlinked; pinned readers may still read it.
-        unsafe { guard.defer_destroy(old) };
+        self.table.prefixes.store(v, guard);
     }
 }
 

@@ -1,0 +1,464 @@
+//! State shared by every worker lcore, and the one writer that changes it.
+//!
+//! [`Shared`] holds the interfaces, settings and the lock-free tables (SAs by SPI,
+//! policies, routes, neighbors). Workers only read it; everything that changes it — the
+//! configuration, control-plane messages, neighbor learning, NAT mapping changes — goes
+//! through [`Control`], which owns the tables' writers. Workers ask for changes with
+//! [`Request`]s; in the offline engine they are applied after every burst, in the live data
+//! plane by the control thread.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use esprit_esp::crypto::{default_provider, provider_by_name, CryptoProvider};
+use esprit_esp::sa::{Endpoint, InboundSa, OutboundSa, SaError, SaParams};
+use esprit_satable::epoch::{self, Guard};
+use esprit_satable::policy::Policy;
+use esprit_satable::{HashTable, PolicyTable, PolicyWriter, Rcu, TableFull, TableWriter};
+use esprit_wire::{EthernetAddress, IpCidr};
+
+use crate::config::{Config, Direction, Role, Settings};
+use crate::tables::{Route, Routes, NEIGHBOR_TTL};
+
+/// Default bounds of the tables (the live data plane takes them from the configuration).
+pub const DEFAULT_MAX_SAS: usize = 1 << 16;
+pub const DEFAULT_MAX_NEIGHBORS: usize = 1 << 12;
+
+/// An interface as the workers see it.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub role: Role,
+    pub mac: EthernetAddress,
+    pub addrs: Vec<IpAddr>,
+    pub mtu: u32,
+}
+
+/// A neighbor cache entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor {
+    pub mac: EthernetAddress,
+    pub ifidx: usize,
+    /// `u64::MAX` for static entries.
+    pub expires: u64,
+}
+
+/// What workers read.
+pub struct Shared {
+    pub settings: Settings,
+    pub ifs: Vec<Iface>,
+    pub sa_in: Arc<HashTable<u32, InboundSa>>,
+    pub sa_out: Arc<HashTable<u32, OutboundSa>>,
+    pub policies: Arc<PolicyTable>,
+    pub neighbors: Arc<HashTable<IpAddr, Neighbor>>,
+    routes: Rcu<Routes>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("interfaces", &self.ifs.len())
+            .field("sa_in", &self.sa_in.len())
+            .field("sa_out", &self.sa_out.len())
+            .finish()
+    }
+}
+
+impl Shared {
+    /// True if `a` is one of our addresses.
+    #[inline]
+    pub fn is_local(&self, a: IpAddr) -> bool {
+        self.ifs.iter().any(|i| i.addrs.contains(&a))
+    }
+
+    /// The interface and next hop toward `dst`.
+    #[inline]
+    pub fn route(&self, dst: IpAddr, g: &Guard) -> Option<(usize, IpAddr)> {
+        self.routes.load(g).lookup(dst)
+    }
+
+    /// The MAC address of `addr` on interface `ifidx`, if known and fresh.
+    #[inline]
+    pub fn neighbor(
+        &self,
+        addr: IpAddr,
+        ifidx: usize,
+        now: u64,
+        g: &Guard,
+    ) -> Option<EthernetAddress> {
+        self.neighbors
+            .get(&addr, g)
+            .filter(|n| n.ifidx == ifidx && now < n.expires)
+            .map(|n| n.mac)
+    }
+
+    pub fn interface_index(&self, name: &str) -> Option<usize> {
+        self.ifs.iter().position(|i| i.name == name)
+    }
+}
+
+/// A change a worker asks the writer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// ARP or ND taught us `addr`'s MAC (RFC 826: update an existing entry from any ARP,
+    /// create one only when the ARP was for us).
+    Learn {
+        addr: IpAddr,
+        mac: EthernetAddress,
+        ifidx: usize,
+        now: u64,
+    },
+    /// An authenticated packet of inbound SA `spi_in` came from a new NAT mapping.
+    FollowNat { spi_in: u32, new: Endpoint },
+}
+
+/// Something the control plane should hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// An authenticated packet came from a new NAT mapping; the SAs now follow it
+    /// (RFC 7296 §2.23).
+    NatMappingChanged {
+        spi_in: u32,
+        old: Endpoint,
+        new: Endpoint,
+    },
+    /// A soft volume lifetime was crossed: time to rekey.
+    SoftLifetime { spi: u32, direction: Direction },
+    /// A path MTU was learned for an outbound SA.
+    PmtuLearned { spi: u32, mtu: u32 },
+    /// Fewer than 2^16 sequence numbers are left on an outbound SA: rekey now.
+    SeqNearExhaustion { spi: u32 },
+}
+
+/// Why an engine could not be built or a change applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("SA {spi:#x}: {source}")]
+    Sa { spi: u32, source: SaError },
+    #[error("crypto provider '{0}' is not available; available: {1}")]
+    Provider(String, String),
+    #[error("{what}: {source}")]
+    Full {
+        what: &'static str,
+        source: TableFull,
+    },
+}
+
+/// The one writer of the shared tables.
+pub struct Control {
+    sh: Arc<Shared>,
+    sa_in: TableWriter<u32, InboundSa>,
+    sa_out: TableWriter<u32, OutboundSa>,
+    policies: PolicyWriter,
+    neighbors: TableWriter<IpAddr, Neighbor>,
+    routes: Routes,
+    /// Events from changes the writer made (NAT mapping follows).
+    pub events: Vec<Event>,
+    pub nat_mapping_changes: u64,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("shared", &self.sh).finish()
+    }
+}
+
+/// Sizes of the shared tables.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_sas: usize,
+    pub max_neighbors: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_sas: DEFAULT_MAX_SAS,
+            max_neighbors: DEFAULT_MAX_NEIGHBORS,
+        }
+    }
+}
+
+impl Control {
+    /// Builds the shared state from `cfg`: interfaces, connected and static routes, static
+    /// neighbors, manually keyed SAs and policies.
+    pub fn new(cfg: &Config, limits: Limits) -> Result<(Control, Arc<Shared>), EngineError> {
+        let ifs: Vec<Iface> = cfg
+            .interfaces
+            .iter()
+            .map(|i| Iface {
+                name: i.name.clone(),
+                role: i.role,
+                mac: i.mac,
+                addrs: i.addresses.iter().map(|a| a.addr).collect(),
+                mtu: i.mtu,
+            })
+            .collect();
+        let mut routes = Routes::default();
+        for (idx, i) in cfg.interfaces.iter().enumerate() {
+            for a in &i.addresses {
+                routes.add(Route {
+                    dst: a.subnet,
+                    via: None,
+                    ifidx: idx,
+                });
+            }
+        }
+        for r in &cfg.routes {
+            routes.add(Route {
+                dst: r.destination,
+                via: r.via,
+                ifidx: r.interface,
+            });
+        }
+        let (sa_in_t, sa_in) = HashTable::new(limits.max_sas);
+        let (sa_out_t, sa_out) = HashTable::new(limits.max_sas);
+        let (pol_t, policies) = PolicyTable::new(limits.max_sas);
+        let (nb_t, neighbors) = HashTable::new(limits.max_neighbors);
+        let sh = Arc::new(Shared {
+            settings: cfg.settings.clone(),
+            ifs,
+            sa_in: sa_in_t,
+            sa_out: sa_out_t,
+            policies: pol_t,
+            neighbors: nb_t,
+            routes: Rcu::new(routes.clone()),
+        });
+        let mut c = Control {
+            sh: sh.clone(),
+            sa_in,
+            sa_out,
+            policies,
+            neighbors,
+            routes,
+            events: Vec::new(),
+            nat_mapping_changes: 0,
+        };
+        let g = epoch::pin();
+        for n in &cfg.neighbors {
+            c.neighbors
+                .insert(
+                    n.address,
+                    Neighbor {
+                        mac: n.mac,
+                        ifidx: n.interface,
+                        expires: u64::MAX,
+                    },
+                    &g,
+                )
+                .map_err(|source| EngineError::Full {
+                    what: "neighbor table",
+                    source,
+                })?;
+        }
+        for s in &cfg.sas {
+            c.add_sa(s.direction, s.params.clone(), &g)?;
+        }
+        for p in &cfg.policies {
+            c.add_policy(
+                Policy {
+                    src: p.src,
+                    dst: p.dst,
+                    spi: p.spi,
+                },
+                &g,
+            )?;
+        }
+        Ok((c, sh))
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.sh
+    }
+
+    fn provider(
+        &self,
+        t: esprit_esp::Transform,
+    ) -> Result<&'static dyn CryptoProvider, EngineError> {
+        let want = &self.sh.settings.crypto;
+        if want == "auto" {
+            return Ok(default_provider(t));
+        }
+        provider_by_name(want)
+            .filter(|p| p.supports(t))
+            .ok_or_else(|| {
+                EngineError::Provider(
+                    want.clone(),
+                    esprit_esp::crypto::provider_names().join(", "),
+                )
+            })
+    }
+
+    /// Installs (or replaces) an SA.
+    pub fn add_sa(
+        &mut self,
+        dir: Direction,
+        params: SaParams,
+        g: &Guard,
+    ) -> Result<(), EngineError> {
+        let spi = params.spi;
+        let p = self.provider(params.transform)?;
+        match dir {
+            Direction::In => {
+                let sa =
+                    InboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                self.sa_in
+                    .insert(spi, sa, g)
+                    .map_err(|source| EngineError::Full {
+                        what: "inbound SA table",
+                        source,
+                    })
+            }
+            Direction::Out => {
+                let sa =
+                    OutboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                self.sa_out
+                    .insert(spi, sa, g)
+                    .map_err(|source| EngineError::Full {
+                        what: "outbound SA table",
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Removes an SA (and, for an outbound one, the policies pointing at it: their traffic
+    /// is then dropped as `no_policy` — never sent in clear).
+    pub fn delete_sa(&mut self, dir: Direction, spi: u32, g: &Guard) -> bool {
+        match dir {
+            Direction::In => self.sa_in.remove(&spi, g),
+            Direction::Out => self.sa_out.remove(&spi, g),
+        }
+    }
+
+    pub fn add_policy(&mut self, p: Policy, g: &Guard) -> Result<(), EngineError> {
+        self.policies.add(p, g).map_err(|source| EngineError::Full {
+            what: "policy table",
+            source,
+        })
+    }
+
+    pub fn delete_policy(&mut self, src: IpCidr, dst: IpCidr, g: &Guard) -> bool {
+        self.policies.remove(src, dst, g)
+    }
+
+    pub fn add_route(&mut self, r: Route, g: &Guard) {
+        self.routes.add(r);
+        self.publish_routes(g);
+    }
+
+    fn publish_routes(&mut self, g: &Guard) {
+        self.sh.routes.store(self.routes.clone(), g);
+    }
+
+    /// Applies the workers' requests.
+    pub fn apply(&mut self, reqs: impl IntoIterator<Item = Request>) {
+        let g = epoch::pin();
+        for r in reqs {
+            match r {
+                Request::Learn {
+                    addr,
+                    mac,
+                    ifidx,
+                    now,
+                } => {
+                    if let Some(n) = self.sh.neighbors.get(&addr, &g) {
+                        if n.expires == u64::MAX
+                            || (n.mac == mac
+                                && n.ifidx == ifidx
+                                && n.expires > now + NEIGHBOR_TTL / 2)
+                        {
+                            continue; // static, or fresh and unchanged
+                        }
+                    }
+                    // A full table keeps its entries; the lookup then fails and is counted.
+                    let _ = self.neighbors.insert(
+                        addr,
+                        Neighbor {
+                            mac,
+                            ifidx,
+                            expires: now.saturating_add(NEIGHBOR_TTL),
+                        },
+                        &g,
+                    );
+                }
+                Request::FollowNat { spi_in, new } => self.follow_nat(spi_in, new, &g),
+            }
+        }
+    }
+
+    /// RFC 7296 §2.23: after an authenticated, non-replayed packet from a new address or
+    /// port on a NAT-T SA, send to that address from now on — every outbound SA toward
+    /// the old mapping moves with it.
+    fn follow_nat(&mut self, spi_in: u32, new: Endpoint, g: &Guard) {
+        let Some(sa) = self.sh.sa_in.get(&spi_in, g) else {
+            return;
+        };
+        let old = sa.peer();
+        if old == new || !sa.is_udp_encap() {
+            return;
+        }
+        sa.set_peer(new);
+        self.sh.sa_out.for_each(g, |_, o| {
+            if o.peer() == old && o.is_udp_encap() {
+                // A family change was filtered by the SA lookup (same local address).
+                let _ = o.set_peer(new);
+            }
+        });
+        self.nat_mapping_changes += 1;
+        self.events
+            .push(Event::NatMappingChanged { spi_in, old, new });
+    }
+
+    /// Forgets expired dynamic neighbors (call every few seconds).
+    pub fn age_neighbors(&mut self, now: u64) {
+        let g = epoch::pin();
+        let mut stale = Vec::new();
+        self.sh.neighbors.for_each(&g, |a, n| {
+            if now >= n.expires {
+                stale.push(*a);
+            }
+        });
+        for a in stale {
+            self.neighbors.remove(&a, &g);
+        }
+    }
+
+    /// Every SPI installed, per direction (for listings and tests).
+    pub fn spis(&self, dir: Direction) -> Vec<u32> {
+        let g = epoch::pin();
+        let mut v = Vec::new();
+        match dir {
+            Direction::In => self.sh.sa_in.for_each(&g, |k, _| v.push(*k)),
+            Direction::Out => self.sh.sa_out.for_each(&g, |k, _| v.push(*k)),
+        }
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Neighbor request bookkeeping local to a worker: at most one ARP/NS per address per
+/// second.
+#[derive(Debug, Default)]
+pub struct ResolveLimiter {
+    requested: HashMap<IpAddr, u64>,
+}
+
+impl ResolveLimiter {
+    pub fn should_request(&mut self, addr: IpAddr, now: u64) -> bool {
+        const INTERVAL: u64 = 1_000_000_000;
+        match self.requested.get(&addr) {
+            Some(&t) if now < t.saturating_add(INTERVAL) => false,
+            _ => {
+                if self.requested.len() > 4096 {
+                    self.requested
+                        .retain(|_, t| now < t.saturating_add(INTERVAL));
+                }
+                self.requested.insert(addr, now);
+                true
+            }
+        }
+    }
+}

@@ -1,0 +1,1125 @@
+//! A worker: what one lcore does with each frame.
+//!
+//! Outside: ARP/ND, then NAT-T classification → ESP grouped by SA and decapsulated in one
+//! burst per SA → inner packets routed to the inside; IKE punted; keepalives counted; ICMP
+//! path-MTU information applied to SAs; outer fragments reassembled first.
+//!
+//! Inside: ARP/ND, then policy lookup → MTU check (ICMP fragmentation-needed / Packet Too
+//! Big back to the sender, or fragmentation of inner IPv4 without DF) → encapsulation grouped
+//! by SA → outer packets routed to the peer's current NAT mapping. A packet that matches a
+//! protecting policy whose SA is missing is dropped, never sent in clear.
+//!
+//! A worker is sans-IO: frames come in through [`Worker::rx`], the clock is passed in, and
+//! frames to transmit wait in per-interface queues for the driver (pcap files, AF_PACKET,
+//! DPDK) to send. It reads the [`Shared`] tables without locks, pinning the epoch once per
+//! burst, and asks the [`Control`](crate::shared::Control) for changes with
+//! [`Request`]s.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+use esprit_esp::classify::{classify, Class, PmtuInfo};
+use esprit_esp::frag::{FragError, FragmentsV4};
+use esprit_esp::icmp::{self, RateLimiter};
+use esprit_esp::reasm::{ReasmConfig, Reassembler};
+use esprit_esp::sa::{Endpoint, InboundMeta};
+use esprit_esp::{BufPool, DropCounters, DropReason, PacketBuf, MAX_BURST};
+use esprit_satable::epoch::{self, Guard};
+use esprit_wire::{arp, ethernet, icmpv6, ip_proto, ipv4, ipv6, EthernetAddress};
+
+use crate::config::{Direction, Role};
+use crate::local;
+use crate::shared::{Event, Request, ResolveLimiter, Shared};
+
+const SEC: u64 = 1_000_000_000;
+/// Sequence numbers left on an outbound SA below which a rekey event is raised.
+const SEQ_LOW_WATER: u64 = 1 << 16;
+
+/// Per-interface counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IfStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// What a worker did, besides drops.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub esp_decrypted: u64,
+    pub esp_encrypted: u64,
+    pub ike_punted: u64,
+    pub keepalives_rx: u64,
+    pub keepalives_tx: u64,
+    pub icmp_frag_needed_tx: u64,
+    pub icmp_packet_too_big_tx: u64,
+    pub icmp_time_exceeded_tx: u64,
+    pub icmp_echo_replies_tx: u64,
+    pub pmtu_icmp_rx: u64,
+    pub pmtu_updates: u64,
+    pub inner_fragmented: u64,
+    pub fragments_out: u64,
+    pub fragments_held: u64,
+    pub reassembled: u64,
+    pub mss_clamped: u64,
+    pub arp_rx: u64,
+    pub arp_replies_tx: u64,
+    pub arp_requests_tx: u64,
+    pub nd_rx: u64,
+    pub nd_adverts_tx: u64,
+    pub nd_solicits_tx: u64,
+    pub nat_mapping_changes: u64,
+}
+
+/// An IKE datagram for the control plane.
+#[derive(Debug)]
+pub struct Punted<B> {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    /// The interface it arrived on.
+    pub ifidx: usize,
+    /// The IP packet; the IKE message starts at `ike_offset` (past any non-ESP marker).
+    pub buf: B,
+    pub ike_offset: usize,
+}
+
+type Batch<B, M> = ArrayVec<(B, M), MAX_BURST>;
+
+/// Per-burst state passed down the call chain: the shared tables and the pinned epoch.
+struct Cx<'a> {
+    sh: &'a Shared,
+    g: &'a Guard,
+    now: u64,
+}
+
+/// One worker lcore.
+pub struct Worker<P: BufPool> {
+    sh: Arc<Shared>,
+    /// Worker 0 also sends NAT keepalives.
+    keepalive_duty: bool,
+    reasm: Reassembler,
+    icmp_rl: RateLimiter,
+    resolve: ResolveLimiter,
+    last_keepalive: HashMap<u32, u64>,
+    next_keepalive_scan: u64,
+    pool: P,
+    tx: Vec<Vec<P::Buf>>,
+    /// IKE datagrams for the control plane, if one is attached.
+    pub punted: Vec<Punted<P::Buf>>,
+    ike_listener: bool,
+    /// Changes for the writer.
+    pub requests: Vec<Request>,
+    pub events: Vec<Event>,
+    pub drops: DropCounters,
+    pub counters: Counters,
+    pub if_stats: Vec<IfStats>,
+}
+
+impl<P: BufPool> std::fmt::Debug for Worker<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("shared", &self.sh).finish()
+    }
+}
+
+impl<P: BufPool> Worker<P> {
+    pub fn new(sh: Arc<Shared>, pool: P, keepalive_duty: bool) -> Worker<P> {
+        let st = &sh.settings;
+        Worker {
+            reasm: Reassembler::new(ReasmConfig {
+                slots: st.reassembly_slots,
+                max_datagram: st.reassembly_max,
+                timeout_ns: st.reassembly_timeout_ms * 1_000_000,
+            }),
+            icmp_rl: RateLimiter::new(st.icmp_rate, st.icmp_burst),
+            resolve: ResolveLimiter::default(),
+            last_keepalive: HashMap::new(),
+            next_keepalive_scan: 0,
+            tx: sh.ifs.iter().map(|_| Vec::new()).collect(),
+            if_stats: vec![IfStats::default(); sh.ifs.len()],
+            keepalive_duty,
+            pool,
+            punted: Vec::new(),
+            ike_listener: false,
+            requests: Vec::new(),
+            events: Vec::new(),
+            drops: DropCounters::default(),
+            counters: Counters::default(),
+            sh,
+        }
+    }
+
+    /// Whether IKE is punted (a control plane is attached) or dropped as `ike_no_listener`.
+    pub fn set_ike_listener(&mut self, on: bool) {
+        self.ike_listener = on;
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.sh
+    }
+
+    pub fn pool(&mut self) -> &mut P {
+        &mut self.pool
+    }
+
+    /// Frames waiting to be sent on interface `ifidx`.
+    pub fn tx_queue(&mut self, ifidx: usize) -> &mut Vec<P::Buf> {
+        &mut self.tx[ifidx]
+    }
+
+    fn drop_pkt(&mut self, b: P::Buf, r: DropReason) {
+        self.drops.inc(r);
+        self.pool.free(b);
+    }
+
+    /// Processes frames received on interface `ifidx` at time `now` (ns).
+    pub fn rx(&mut self, ifidx: usize, frames: impl IntoIterator<Item = P::Buf>, now: u64) {
+        let sh = self.sh.clone();
+        let g = epoch::pin();
+        let cx = Cx {
+            sh: &sh,
+            g: &g,
+            now,
+        };
+        let role = sh.ifs[ifidx].role;
+        let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
+        let mut esp_spi = 0u32;
+        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
+        let mut out_spi = 0u32;
+        for b in frames {
+            self.if_stats[ifidx].rx_packets += 1;
+            self.if_stats[ifidx].rx_bytes += b.len() as u64;
+            let Some(b) = self.l2_in(&cx, ifidx, b) else {
+                continue;
+            };
+            match role {
+                Role::Outside => {
+                    if let Some((b, spi, m)) = self.outside_ip(&cx, ifidx, b) {
+                        if (esp.is_full() || spi != esp_spi) && !esp.is_empty() {
+                            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+                        }
+                        esp_spi = spi;
+                        esp.push((b, m));
+                    }
+                }
+                Role::Inside => self.inside_ip(&cx, ifidx, b, &mut out, &mut out_spi),
+            }
+        }
+        if !esp.is_empty() {
+            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+        }
+        if !out.is_empty() {
+            self.flush_outbound(&cx, out_spi, &mut out);
+        }
+    }
+
+    /// Ethernet in: ARP handled here; IP returned with the Ethernet header stripped.
+    fn l2_in(&mut self, cx: &Cx<'_>, ifidx: usize, mut b: P::Buf) -> Option<P::Buf> {
+        let Ok(f) = ethernet::Frame::new_checked(b.data()) else {
+            self.drop_pkt(b, DropReason::EthTruncated);
+            return None;
+        };
+        let (dst, et, hl, vlan) = (f.dst_addr(), f.ethertype(), f.header_len(), f.vlan_id());
+        if vlan.is_some() {
+            self.drop_pkt(b, DropReason::EthUnsupported);
+            return None;
+        }
+        if dst.is_unicast() && dst != cx.sh.ifs[ifidx].mac {
+            self.drop_pkt(b, DropReason::EthNotForUs);
+            return None;
+        }
+        match et {
+            ethernet::ethertype::ARP => {
+                self.arp_in(cx, ifidx, b, hl);
+                None
+            }
+            ethernet::ethertype::IPV4 | ethernet::ethertype::IPV6 => {
+                // Only ARP and ND teach the neighbor cache, never plain IP.
+                b.adj(hl);
+                Some(b)
+            }
+            _ => {
+                self.drop_pkt(b, DropReason::EthUnsupported);
+                None
+            }
+        }
+    }
+
+    fn arp_in(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf, hl: usize) {
+        self.counters.arp_rx += 1;
+        let r = match arp::Packet::new_checked(&b.data()[hl..]).and_then(|p| arp::Repr::parse(&p)) {
+            Ok(r) => r,
+            Err(_) => return self.drop_pkt(b, DropReason::ArpIgnored),
+        };
+        let sender = IpAddr::V4(r.source_protocol_addr);
+        let target = IpAddr::V4(r.target_protocol_addr);
+        let ours = cx.sh.ifs[ifidx].addrs.contains(&target);
+        // RFC 826: update an existing entry from any ARP; add one when it is for us.
+        if ours || cx.sh.neighbors.get(&sender, cx.g).is_some() {
+            self.requests.push(Request::Learn {
+                addr: sender,
+                mac: r.source_hardware_addr,
+                ifidx,
+                now: cx.now,
+            });
+        }
+        if !ours || r.operation != arp::Operation::Request {
+            self.pool.free(b);
+            return;
+        }
+        let mut reply = b;
+        let mac = cx.sh.ifs[ifidx].mac;
+        if local::arp_frame(
+            &mut reply,
+            arp::Operation::Reply,
+            mac,
+            r.target_protocol_addr,
+            r.source_hardware_addr,
+            r.source_protocol_addr,
+        ) {
+            self.counters.arp_replies_tx += 1;
+            self.send_frame(ifidx, reply);
+        } else {
+            self.drop_pkt(reply, DropReason::NoBufferRoom);
+        }
+    }
+
+    fn send_frame(&mut self, ifidx: usize, b: P::Buf) {
+        self.if_stats[ifidx].tx_packets += 1;
+        self.if_stats[ifidx].tx_bytes += b.len() as u64;
+        self.tx[ifidx].push(b);
+    }
+
+    /// Routes an IP packet out: next hop, neighbor, Ethernet header, transmit queue.
+    fn route_out(&mut self, cx: &Cx<'_>, mut b: P::Buf) {
+        let Some(dst) = dst_addr(b.data()) else {
+            return self.drop_pkt(b, DropReason::InnerMalformed);
+        };
+        let Some((ifidx, nh)) = cx.sh.route(dst, cx.g) else {
+            return self.drop_pkt(b, DropReason::NoRoute);
+        };
+        let Some(mac) = cx.sh.neighbor(nh, ifidx, cx.now, cx.g) else {
+            self.resolve(cx, ifidx, nh);
+            return self.drop_pkt(b, DropReason::NoNeighbor);
+        };
+        let et = if dst.is_ipv4() {
+            ethernet::ethertype::IPV4
+        } else {
+            ethernet::ethertype::IPV6
+        };
+        if !local::push_ethernet(&mut b, cx.sh.ifs[ifidx].mac, mac, et) {
+            return self.drop_pkt(b, DropReason::NoBufferRoom);
+        }
+        self.send_frame(ifidx, b);
+    }
+
+    /// Sends an ARP request or a neighbor solicitation for `addr` (rate-limited).
+    fn resolve(&mut self, cx: &Cx<'_>, ifidx: usize, addr: IpAddr) {
+        if !self.resolve.should_request(addr, cx.now) {
+            return;
+        }
+        let Some(mut b) = self.pool.alloc() else {
+            return self.drops.inc(DropReason::NoBuffer);
+        };
+        let iface = &cx.sh.ifs[ifidx];
+        let mac = iface.mac;
+        let ok = match addr {
+            IpAddr::V4(a) => {
+                let Some(IpAddr::V4(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv4)
+                else {
+                    return self.pool.free(b);
+                };
+                self.counters.arp_requests_tx += 1;
+                local::arp_frame(
+                    &mut b,
+                    arp::Operation::Request,
+                    mac,
+                    src,
+                    EthernetAddress::BROADCAST,
+                    a,
+                )
+            }
+            IpAddr::V6(a) => {
+                let Some(IpAddr::V6(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv6)
+                else {
+                    return self.pool.free(b);
+                };
+                self.counters.nd_solicits_tx += 1;
+                match local::nd_packet(&mut b, None, mac, src, a) {
+                    Some(group) => local::push_ethernet(
+                        &mut b,
+                        mac,
+                        EthernetAddress::ipv6_multicast(group),
+                        ethernet::ethertype::IPV6,
+                    ),
+                    None => false,
+                }
+            }
+        };
+        if ok {
+            self.send_frame(ifidx, b);
+        } else {
+            self.pool.free(b);
+        }
+    }
+
+    // ---- outside
+
+    /// Classifies an outside IP packet. ESP is returned for batching; everything else is
+    /// handled here.
+    fn outside_ip(
+        &mut self,
+        cx: &Cx<'_>,
+        ifidx: usize,
+        b: P::Buf,
+    ) -> Option<(P::Buf, u32, InboundMeta)> {
+        let class = classify(b.data(), |a| cx.sh.is_local(a));
+        match class {
+            Class::Esp {
+                spi,
+                esp_offset,
+                src,
+                dst,
+                udp,
+            } => match cx.sh.sa_in.get(&spi, cx.g) {
+                Some(sa) if sa.params().local == dst => Some((
+                    b,
+                    spi,
+                    InboundMeta {
+                        esp_offset,
+                        src,
+                        udp,
+                    },
+                )),
+                _ => {
+                    self.drop_pkt(b, DropReason::EspNoSa);
+                    None
+                }
+            },
+            Class::Ike {
+                src,
+                dst,
+                ike_offset,
+            } => {
+                if self.ike_listener {
+                    self.counters.ike_punted += 1;
+                    self.punted.push(Punted {
+                        src,
+                        dst,
+                        ifidx,
+                        buf: b,
+                        ike_offset,
+                    });
+                } else {
+                    self.drop_pkt(b, DropReason::IkeNoListener);
+                }
+                None
+            }
+            Class::Keepalive { .. } => {
+                self.counters.keepalives_rx += 1;
+                self.drop_pkt(b, DropReason::NattKeepalive);
+                None
+            }
+            Class::Pmtu(info) => {
+                self.counters.pmtu_icmp_rx += 1;
+                self.apply_pmtu(cx, info);
+                self.pool.free(b);
+                None
+            }
+            Class::Fragment => self.reassemble(cx, ifidx, b),
+            Class::IcmpLocal => {
+                self.icmp_local(cx, ifidx, b);
+                None
+            }
+            Class::Drop(r) => {
+                self.drop_pkt(b, r);
+                None
+            }
+        }
+    }
+
+    fn reassemble(
+        &mut self,
+        cx: &Cx<'_>,
+        ifidx: usize,
+        b: P::Buf,
+    ) -> Option<(P::Buf, u32, InboundMeta)> {
+        let r = self
+            .reasm
+            .push(b.data(), cx.now)
+            .map(|o| o.map(<[u8]>::to_vec));
+        match r {
+            Err(reason) => {
+                self.drop_pkt(b, reason);
+                None
+            }
+            Ok(None) => {
+                self.counters.fragments_held += 1;
+                self.pool.free(b);
+                None
+            }
+            Ok(Some(whole)) => {
+                self.counters.fragments_held += 1;
+                self.counters.reassembled += 1;
+                self.pool.free(b);
+                let Some(mut nb) = self.pool.alloc_len(whole.len()) else {
+                    self.drops.inc(DropReason::NoBuffer);
+                    return None;
+                };
+                if !nb.append(whole.len()) {
+                    self.drop_pkt(nb, DropReason::FragTooBig);
+                    return None;
+                }
+                nb.data_mut().copy_from_slice(&whole);
+                // A reassembled datagram is classified like any other (never a fragment).
+                self.outside_ip(cx, ifidx, nb)
+            }
+        }
+    }
+
+    /// RFC 4301 §8.2.1: an ICMP PMTU message about one of our ESP packets lowers the path MTU
+    /// of the SA it names, or of every SA toward that peer when the quote is too short to
+    /// carry the SPI.
+    fn apply_pmtu(&mut self, cx: &Cx<'_>, info: PmtuInfo) {
+        let st = &cx.sh.settings;
+        let min = if info.peer.addr.is_ipv4() {
+            st.pmtu_min
+        } else {
+            esprit_esp::sa::MIN_PMTU_V6
+        };
+        let ttl = st.pmtu_timeout * SEC;
+        let mut learned = Vec::new();
+        let mut consider = |spi: u32, sa: &esprit_esp::sa::OutboundSa| {
+            if sa.peer() == info.peer && sa.params().local == info.local {
+                if let Some(m) = sa.pmtu.learn(info.mtu, min, cx.now, ttl) {
+                    learned.push(Event::PmtuLearned { spi, mtu: m });
+                }
+            }
+        };
+        match info.spi {
+            Some(spi) => {
+                if let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) {
+                    consider(spi, sa);
+                }
+            }
+            // Without the SPI every SA toward the peer is a suspect. This walks the table:
+            // such quotes come from routers that quote 8 bytes, and are rare.
+            None => cx.sh.sa_out.for_each(cx.g, |spi, sa| consider(*spi, sa)),
+        }
+        if learned.is_empty() {
+            self.drops.inc(DropReason::IcmpIgnored);
+        }
+        self.counters.pmtu_updates += learned.len() as u64;
+        self.events.extend(learned);
+    }
+
+    fn icmp_local(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) {
+        enum Nd {
+            Solicit(
+                std::net::Ipv6Addr,
+                std::net::Ipv6Addr,
+                Option<EthernetAddress>,
+            ),
+            Advert(std::net::Ipv6Addr, EthernetAddress),
+        }
+        let nd = ipv6::Packet::new_checked(b.data()).ok().and_then(|p| {
+            let i = icmpv6::Packet::new_checked(p.payload()).ok()?;
+            match icmpv6::Repr::parse(&i, p.src_addr(), p.dst_addr()).ok()? {
+                icmpv6::Repr::NeighborSolicit { target, lladdr } => {
+                    Some(Nd::Solicit(p.src_addr(), target, lladdr))
+                }
+                icmpv6::Repr::NeighborAdvert {
+                    target,
+                    lladdr: Some(mac),
+                    ..
+                } => Some(Nd::Advert(target, mac)),
+                _ => None,
+            }
+        });
+        match nd {
+            Some(Nd::Solicit(src, target, lladdr)) => {
+                return self.nd_solicit(cx, ifidx, b, src, target, lladdr)
+            }
+            Some(Nd::Advert(target, mac)) => {
+                self.counters.nd_rx += 1;
+                self.requests.push(Request::Learn {
+                    addr: IpAddr::V6(target),
+                    mac,
+                    ifidx,
+                    now: cx.now,
+                });
+                return self.pool.free(b);
+            }
+            None => {}
+        }
+        // Echo requests to one of our addresses.
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+            self.echo(cx, b);
+        } else {
+            self.drop_pkt(b, DropReason::IcmpIgnored);
+        }
+    }
+
+    fn nd_solicit(
+        &mut self,
+        cx: &Cx<'_>,
+        ifidx: usize,
+        mut b: P::Buf,
+        src: std::net::Ipv6Addr,
+        target: std::net::Ipv6Addr,
+        lladdr: Option<EthernetAddress>,
+    ) {
+        self.counters.nd_rx += 1;
+        if !cx.sh.ifs[ifidx].addrs.contains(&IpAddr::V6(target)) {
+            return self.drop_pkt(b, DropReason::IcmpIgnored);
+        }
+        let Some(mac) = lladdr else {
+            return self.drop_pkt(b, DropReason::IcmpIgnored);
+        };
+        if !src.is_unspecified() {
+            self.requests.push(Request::Learn {
+                addr: IpAddr::V6(src),
+                mac,
+                ifidx,
+                now: cx.now,
+            });
+        }
+        let our = cx.sh.ifs[ifidx].mac;
+        let all_nodes = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let (to, to_mac) = if src.is_unspecified() {
+            (all_nodes, EthernetAddress::ipv6_multicast(all_nodes))
+        } else {
+            (src, mac)
+        };
+        let ok = local::nd_packet(&mut b, Some(to), our, target, target).is_some()
+            && local::push_ethernet(&mut b, our, to_mac, ethernet::ethertype::IPV6);
+        if ok {
+            self.counters.nd_adverts_tx += 1;
+            self.send_frame(ifidx, b);
+        } else {
+            self.drop_pkt(b, DropReason::NoBufferRoom);
+        }
+    }
+
+    /// Answers an echo request addressed to us; the reply is routed (or tunnelled) back.
+    fn echo(&mut self, cx: &Cx<'_>, b: P::Buf) {
+        let Some(mut r) = self.pool.alloc() else {
+            return self.drop_pkt(b, DropReason::NoBuffer);
+        };
+        let ok = local::echo_reply(&mut r, b.data());
+        self.pool.free(b);
+        if !ok {
+            return self.drop_pkt(r, DropReason::IcmpIgnored);
+        }
+        self.counters.icmp_echo_replies_tx += 1;
+        self.originate(cx, r);
+    }
+
+    /// Sends a packet we originate: through a tunnel if a policy protects it, else routed.
+    fn originate(&mut self, cx: &Cx<'_>, b: P::Buf) {
+        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
+        let mut spi = 0;
+        self.forward(cx, b, &mut out, &mut spi, false);
+        if !out.is_empty() {
+            self.flush_outbound(cx, spi, &mut out);
+        }
+    }
+
+    fn flush_inbound(
+        &mut self,
+        cx: &Cx<'_>,
+        spi: u32,
+        batch: &mut Batch<P::Buf, InboundMeta>,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        let Some(sa) = cx.sh.sa_in.get(&spi, cx.g) else {
+            for (b, _) in batch.drain(..) {
+                self.drop_pkt(b, DropReason::EspNoSa);
+            }
+            return;
+        };
+        let n = batch.len();
+        let mut bufs: ArrayVec<P::Buf, MAX_BURST> = ArrayVec::new();
+        let mut metas: ArrayVec<InboundMeta, MAX_BURST> = ArrayVec::new();
+        for (b, m) in batch.drain(..) {
+            bufs.push(b);
+            metas.push(m);
+        }
+        let mut res = [Err(DropReason::NoBuffer); MAX_BURST];
+        let sum = sa.decap_burst(&mut bufs, &metas, &mut res[..n], cx.now);
+        let encap = sa.is_udp_encap();
+        if sum.soft_expired {
+            self.events.push(Event::SoftLifetime {
+                spi,
+                direction: Direction::In,
+            });
+        }
+        let mut moved = None;
+        for ((b, m), r) in bufs.into_iter().zip(metas).zip(res) {
+            match r {
+                Ok(d) => {
+                    self.counters.esp_decrypted += 1;
+                    if d.peer_changed && encap && moved != Some(m.src) {
+                        moved = Some(m.src);
+                        self.requests.push(Request::FollowNat {
+                            spi_in: spi,
+                            new: m.src,
+                        });
+                    }
+                    let mut b = b;
+                    if cx.sh.settings.mss_clamp {
+                        self.clamp_inbound(cx, sa.params(), &mut b);
+                    }
+                    self.deliver_inner(cx, b, out, out_spi);
+                }
+                Err(r) => self.drop_pkt(b, r),
+            }
+        }
+    }
+
+    /// A decrypted inner packet: to us, back into a tunnel, or routed to the inside.
+    fn deliver_inner(
+        &mut self,
+        cx: &Cx<'_>,
+        b: P::Buf,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+            return self.local_in(cx, b);
+        }
+        self.forward(cx, b, out, out_spi, true);
+    }
+
+    fn local_in(&mut self, cx: &Cx<'_>, b: P::Buf) {
+        let is_echo = match b.data()[0] >> 4 {
+            4 => ipv4::Packet::new_checked(b.data())
+                .is_ok_and(|p| p.protocol() == ip_proto::ICMP && p.payload().first() == Some(&8)),
+            _ => ipv6::Packet::new_checked(b.data()).is_ok_and(|p| {
+                p.next_header() == ip_proto::ICMPV6 && p.payload().first() == Some(&128)
+            }),
+        };
+        if is_echo {
+            self.echo(cx, b);
+        } else {
+            self.drop_pkt(b, DropReason::ProtoUnhandled);
+        }
+    }
+
+    // ---- inside
+
+    fn inside_ip(
+        &mut self,
+        cx: &Cx<'_>,
+        ifidx: usize,
+        b: P::Buf,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        let d = b.data();
+        let ok = match d.first().map(|v| v >> 4) {
+            Some(4) => match ipv4::Packet::new_checked(d) {
+                Ok(p) if !p.verify_checksum() => Err(DropReason::Ipv4BadChecksum),
+                Ok(_) => Ok(()),
+                Err(_) => Err(DropReason::Ipv4Malformed),
+            },
+            Some(6) => ipv6::Packet::new_checked(d)
+                .map(|_| ())
+                .map_err(|_| DropReason::Ipv6Malformed),
+            _ => Err(DropReason::IpBadVersion),
+        };
+        if let Err(r) = ok {
+            return self.drop_pkt(b, r);
+        }
+        // ND and pings to our own addresses.
+        if b.data()[0] >> 4 == 6 {
+            let nd = ipv6::Packet::new_checked(b.data()).is_ok_and(|p| {
+                p.next_header() == ip_proto::ICMPV6
+                    && matches!(p.payload().first(), Some(135 | 136))
+            });
+            if nd {
+                return self.icmp_local(cx, ifidx, b);
+            }
+        }
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+            return self.local_in(cx, b);
+        }
+        self.forward(cx, b, out, out_spi, false);
+    }
+
+    /// Forwards an IP packet that is not for us: TTL, then a protecting policy (encrypt) or,
+    /// for packets out of a tunnel, a route to the inside. The TTL is decremented after the
+    /// MTU decision, so an ICMP error quotes the packet as it arrived (as Linux does).
+    fn forward(
+        &mut self,
+        cx: &Cx<'_>,
+        b: P::Buf,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+        from_tunnel: bool,
+    ) {
+        let Some((src, dst)) = addrs(b.data()) else {
+            return self.drop_pkt(b, DropReason::InnerMalformed);
+        };
+        let transit = !cx.sh.is_local(src);
+        if transit && ttl(b.data()) <= 1 {
+            return self.time_exceeded(cx, b);
+        }
+        match cx.sh.policies.lookup(src, dst, cx.g) {
+            Some(spi) => self.protect(cx, spi, b, transit, out, out_spi),
+            None => {
+                let toward_inside = cx
+                    .sh
+                    .route(dst, cx.g)
+                    .is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
+                if (from_tunnel || !transit) && toward_inside {
+                    let mut b = b;
+                    if transit {
+                        decrement_ttl(b.data_mut());
+                    }
+                    self.route_out(cx, b);
+                } else {
+                    self.drop_pkt(b, DropReason::NoPolicy);
+                }
+            }
+        }
+    }
+
+    /// The packet matches a policy protected by SA `spi`: check its MTU, then queue it.
+    fn protect(
+        &mut self,
+        cx: &Cx<'_>,
+        spi: u32,
+        mut b: P::Buf,
+        transit: bool,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
+            return self.drop_pkt(b, DropReason::PolicyNoSa);
+        };
+        let link = cx
+            .sh
+            .route(sa.peer().addr, cx.g)
+            .map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
+        if link == 0 {
+            return self.drop_pkt(b, DropReason::NoRoute);
+        }
+        let mtu = sa.inner_mtu(link, cx.now);
+        if cx.sh.settings.mss_clamp {
+            let v6 = b.data()[0] >> 4 == 6;
+            if esprit_esp::mss::clamp(b.data_mut(), esprit_esp::mss::mss_for_mtu(mtu, v6)) {
+                self.counters.mss_clamped += 1;
+            }
+        }
+        if b.len() as u32 > mtu {
+            return self.too_big(cx, spi, b, mtu, transit, out, out_spi);
+        }
+        if transit {
+            decrement_ttl(b.data_mut());
+        }
+        self.queue_out(cx, spi, b, out, out_spi);
+    }
+
+    fn queue_out(
+        &mut self,
+        cx: &Cx<'_>,
+        spi: u32,
+        b: P::Buf,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        if (out.is_full() || spi != *out_spi) && !out.is_empty() {
+            let s = *out_spi;
+            self.flush_outbound(cx, s, out);
+        }
+        *out_spi = spi;
+        out.push((b, ()));
+    }
+
+    /// Too big for the SA: fragment inner IPv4 without DF, otherwise tell the sender.
+    #[allow(clippy::too_many_arguments)]
+    fn too_big(
+        &mut self,
+        cx: &Cx<'_>,
+        spi: u32,
+        mut b: P::Buf,
+        mtu: u32,
+        transit: bool,
+        out: &mut Batch<P::Buf, ()>,
+        out_spi: &mut u32,
+    ) {
+        let fragmentable =
+            b.data()[0] >> 4 == 4 && !ipv4::Packet::new_unchecked(b.data()).dont_frag();
+        if fragmentable && transit {
+            decrement_ttl(b.data_mut());
+        }
+        match FragmentsV4::new(b.data(), mtu as usize) {
+            Ok(mut frags) => {
+                self.counters.inner_fragmented += 1;
+                loop {
+                    let Some(mut f) = self.pool.alloc() else {
+                        self.drops.inc(DropReason::NoBuffer);
+                        break;
+                    };
+                    match frags.next_into(&mut f) {
+                        Some(Ok(())) => {
+                            self.counters.fragments_out += 1;
+                            self.queue_out(cx, spi, f, out, out_spi);
+                        }
+                        Some(Err(_)) => {
+                            self.drop_pkt(f, DropReason::NoBufferRoom);
+                            break;
+                        }
+                        None => {
+                            self.pool.free(f);
+                            break;
+                        }
+                    }
+                }
+                self.pool.free(b);
+            }
+            Err(FragError::DontFragment) | Err(FragError::Malformed) => {
+                self.icmp_too_big(cx, b, mtu)
+            }
+            Err(_) => self.drop_pkt(b, DropReason::TooBig),
+        }
+    }
+
+    /// ICMPv4 fragmentation-needed or ICMPv6 Packet Too Big to the sender, rate-limited.
+    fn icmp_too_big(&mut self, cx: &Cx<'_>, b: P::Buf, mtu: u32) {
+        if !self.icmp_rl.allow(cx.now) {
+            return self.drop_pkt(b, DropReason::TooBigRateLimited);
+        }
+        let Some(mut e) = self.pool.alloc() else {
+            return self.drop_pkt(b, DropReason::NoBuffer);
+        };
+        let r = match (b.data()[0] >> 4, icmp_source(cx, b.data())) {
+            (4, Some(IpAddr::V4(s))) => {
+                icmp::frag_needed_v4(&mut e, s, b.data(), mtu.min(u16::MAX as u32) as u16)
+                    .map(|_| 4)
+            }
+            (6, Some(IpAddr::V6(s))) => {
+                icmp::packet_too_big_v6(&mut e, s, b.data(), mtu.max(ipv6::MIN_MTU as u32))
+                    .map(|_| 6)
+            }
+            _ => Err(icmp::Suppressed::Malformed),
+        };
+        self.drop_pkt(b, DropReason::TooBig);
+        match r {
+            Ok(4) => {
+                self.counters.icmp_frag_needed_tx += 1;
+                self.originate(cx, e);
+            }
+            Ok(_) => {
+                self.counters.icmp_packet_too_big_tx += 1;
+                self.originate(cx, e);
+            }
+            Err(_) => self.pool.free(e),
+        }
+    }
+
+    fn time_exceeded(&mut self, cx: &Cx<'_>, b: P::Buf) {
+        if !self.icmp_rl.allow(cx.now) {
+            return self.drop_pkt(b, DropReason::TtlExceeded);
+        }
+        let Some(mut e) = self.pool.alloc() else {
+            return self.drop_pkt(b, DropReason::TtlExceeded);
+        };
+        let r = match icmp_source(cx, b.data()) {
+            Some(IpAddr::V4(s)) => icmp::time_exceeded_v4(&mut e, s, b.data()),
+            Some(IpAddr::V6(s)) => icmp::time_exceeded_v6(&mut e, s, b.data()),
+            None => Err(icmp::Suppressed::Malformed),
+        };
+        self.drop_pkt(b, DropReason::TtlExceeded);
+        match r {
+            Ok(()) => {
+                self.counters.icmp_time_exceeded_tx += 1;
+                self.originate(cx, e);
+            }
+            Err(_) => self.pool.free(e),
+        }
+    }
+
+    /// A SYN out of a tunnel: clamp its MSS to what that tunnel carries (the inbound SA's
+    /// transform and encapsulation over the outside link MTU), so the reply direction never
+    /// needs fragmentation either.
+    fn clamp_inbound(&mut self, cx: &Cx<'_>, p: &esprit_esp::sa::SaParams, b: &mut P::Buf) {
+        let link = cx
+            .sh
+            .ifs
+            .iter()
+            .find(|i| i.addrs.contains(&p.local))
+            .map_or(1500, |i| i.mtu);
+        let mtu = esprit_esp::mtu::max_inner(
+            link,
+            p.local.is_ipv6(),
+            p.encap.is_some(),
+            p.transform.layout(),
+        );
+        let v6 = b.data()[0] >> 4 == 6;
+        if esprit_esp::mss::clamp(b.data_mut(), esprit_esp::mss::mss_for_mtu(mtu, v6)) {
+            self.counters.mss_clamped += 1;
+        }
+    }
+
+    fn flush_outbound(&mut self, cx: &Cx<'_>, spi: u32, batch: &mut Batch<P::Buf, ()>) {
+        let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
+            for (b, _) in batch.drain(..) {
+                self.drop_pkt(b, DropReason::PolicyNoSa);
+            }
+            return;
+        };
+        let n = batch.len();
+        let mut bufs: ArrayVec<P::Buf, MAX_BURST> = batch.drain(..).map(|(b, _)| b).collect();
+        let mut res = [Ok(()); MAX_BURST];
+        let before = sa.seq_remaining();
+        let sum = sa.encap_burst(&mut bufs, &mut res[..n], cx.now);
+        if sum.soft_expired {
+            self.events.push(Event::SoftLifetime {
+                spi,
+                direction: Direction::Out,
+            });
+        }
+        if before >= SEQ_LOW_WATER && sa.seq_remaining() < SEQ_LOW_WATER {
+            self.events.push(Event::SeqNearExhaustion { spi });
+        }
+        for (b, r) in bufs.into_iter().zip(res) {
+            match r {
+                Ok(()) => {
+                    self.counters.esp_encrypted += 1;
+                    self.route_out(cx, b);
+                }
+                Err(r) => self.drop_pkt(b, r),
+            }
+        }
+    }
+
+    // ---- timers
+
+    /// Runs timers: reassembly timeouts and, on the worker with the duty, NAT keepalives for
+    /// idle NAT-T SAs (RFC 3948 §4) — scanned at most once a second.
+    pub fn poll(&mut self, now: u64) {
+        let timeouts = self.reasm.expire(now);
+        self.drops.add(DropReason::FragTimeout, timeouts);
+        let interval = self.sh.settings.keepalive_interval * SEC;
+        if interval == 0 || !self.keepalive_duty || now < self.next_keepalive_scan {
+            return;
+        }
+        self.next_keepalive_scan = now + SEC;
+        let sh = self.sh.clone();
+        let g = epoch::pin();
+        let cx = Cx {
+            sh: &sh,
+            g: &g,
+            now,
+        };
+        let mut due = Vec::new();
+        let mut seen = Vec::new();
+        sh.sa_out.for_each(&g, |spi, sa| {
+            if !sa.is_udp_encap() {
+                return;
+            }
+            seen.push(*spi);
+            // The interval starts when the worker first sees the SA, not at time zero.
+            match self.last_keepalive.get(spi) {
+                None => due.push((*spi, None)),
+                Some(&sent) => {
+                    let used = sa
+                        .stats
+                        .last_used
+                        .load(std::sync::atomic::Ordering::Relaxed);
+                    if now >= sent.max(used).saturating_add(interval) {
+                        let sport = sa.params().encap.map_or(4500, |e| e.local_port);
+                        due.push((*spi, Some((sa.params().local, sport, sa.peer()))));
+                    }
+                }
+            }
+        });
+        if self.last_keepalive.len() > seen.len() * 2 + 64 {
+            let live: std::collections::HashSet<u32> = seen.into_iter().collect();
+            self.last_keepalive.retain(|k, _| live.contains(k));
+        }
+        for (spi, send) in due {
+            self.last_keepalive.insert(spi, now);
+            let Some((local, sport, peer)) = send else {
+                continue;
+            };
+            let Some(mut b) = self.pool.alloc() else {
+                return self.drops.inc(DropReason::NoBuffer);
+            };
+            if local::keepalive(&mut b, local, sport, peer.addr, peer.port) {
+                self.counters.keepalives_tx += 1;
+                self.route_out(&cx, b);
+            } else {
+                self.pool.free(b);
+            }
+        }
+    }
+}
+
+/// The address ICMP errors about `pkt` come from: ours on the interface toward its source
+/// (for a tunnelled sender, the inside interface facing the protected network the packet
+/// was heading to).
+fn icmp_source(cx: &Cx<'_>, pkt: &[u8]) -> Option<IpAddr> {
+    let (src, dst) = addrs(pkt)?;
+    let v4 = src.is_ipv4();
+    let pick = |i: usize| {
+        cx.sh.ifs[i]
+            .addrs
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == v4)
+    };
+    cx.sh
+        .route(src, cx.g)
+        .and_then(|(i, _)| pick(i))
+        .or_else(|| cx.sh.route(dst, cx.g).and_then(|(i, _)| pick(i)))
+        .or_else(|| {
+            cx.sh
+                .ifs
+                .iter()
+                .find(|i| i.role == Role::Inside)
+                .and_then(|i| i.addrs.iter().copied().find(|a| a.is_ipv4() == v4))
+        })
+}
+
+fn dst_addr(p: &[u8]) -> Option<IpAddr> {
+    addrs(p).map(|(_, d)| d)
+}
+
+fn addrs(p: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match p.first()? >> 4 {
+        4 if p.len() >= 20 => Some((
+            IpAddr::V4(ipv4::Packet::new_unchecked(p).src_addr()),
+            IpAddr::V4(ipv4::Packet::new_unchecked(p).dst_addr()),
+        )),
+        6 if p.len() >= 40 => Some((
+            IpAddr::V6(ipv6::Packet::new_unchecked(p).src_addr()),
+            IpAddr::V6(ipv6::Packet::new_unchecked(p).dst_addr()),
+        )),
+        _ => None,
+    }
+}
+
+/// The TTL or hop limit of a checked IP packet.
+fn ttl(p: &[u8]) -> u8 {
+    match p.first().map(|v| v >> 4) {
+        Some(4) if p.len() >= 20 => p[8],
+        Some(6) if p.len() >= 40 => p[7],
+        _ => 0,
+    }
+}
+
+/// Decrements the TTL / hop limit (the caller checked it is above 1), patching the IPv4
+/// header checksum incrementally.
+fn decrement_ttl(p: &mut [u8]) {
+    match p.first().map(|v| v >> 4) {
+        Some(4) if p.len() >= 20 => ipv4::Packet::new_unchecked(p).decrement_ttl(),
+        Some(6) if p.len() >= 40 => p[7] = p[7].saturating_sub(1),
+        _ => {}
+    }
+}
