@@ -12,6 +12,7 @@ PKGS=(
   libipsec-mb-dev         # the intel-ipsec-mb crypto provider
   python3 python3-scapy python3-pytest python3-cryptography   # independent oracles
   tshark                  # dissects what the data plane writes
+  iproute2 ethtool iputils-ping iputils-tracepath   # network-namespace tests
 )
 
 missing=()

@@ -34,6 +34,14 @@ cargo build --release -q -p esprit-engine --features esprit-engine/ipsec-mb
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/oracle
 
+step "live data plane on AF_PACKET in network namespaces"
+ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
+  /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
+
+step "model check of the lock-free tables (loom)"
+RUSTFLAGS="--cfg crossbeam_loom" CARGO_TARGET_DIR=target/loom \
+  cargo test -q -p esprit-satable --features loom --release --test loom
+
 step "README offline example"
 out=$(mktemp -d)
 ex=deploy/examples/offline

@@ -23,9 +23,7 @@ fn eth(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let cfg = config::parse("gateway.toml", GW).expect("example config is valid");
     let mut g = c.benchmark_group("engine/aes128gcm16");
-    g.sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    g.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
     for size in [64usize, 512, 1420] {
         // Outbound: the server's packets to the client, encrypted toward the NAT mapping.
         let frames: Vec<Vec<u8>> = (0..BURST)
@@ -42,12 +40,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes((size * BURST) as u64));
         g.bench_function(BenchmarkId::new("outbound", size), |b| {
             b.iter_batched(
-                || {
-                    frames
-                        .iter()
-                        .map(|f| HeapBuf::from_slice(f))
-                        .collect::<Vec<_>>()
-                },
+                || frames.iter().map(|f| HeapBuf::from_slice(f)).collect::<Vec<_>>(),
                 |bufs| {
                     e.rx(1, bufs, 1_000_000_000);
                     let out: Vec<HeapBuf> = e.tx_queue(0).drain(..).collect();

@@ -35,12 +35,7 @@ pub fn inner_v4(len: usize, seed: u8) -> Vec<u8> {
         frag_offset: 0,
     }
     .emit(&mut p);
-    udp::Repr {
-        src_port: 5000,
-        dst_port: 7,
-        payload_len: len - 28,
-    }
-    .emit(&mut p[20..]);
+    udp::Repr { src_port: 5000, dst_port: 7, payload_len: len - 28 }.emit(&mut p[20..]);
     for (i, b) in p[28..].iter_mut().enumerate() {
         *b = (i as u8) ^ seed;
     }
@@ -62,10 +57,7 @@ pub fn params(t: Transform, spi: u32) -> SaParams {
         keys: SaKeys::new(t, &enc, &int).expect("key lengths match the transform"),
         local: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         remote: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-        encap: Some(UdpEncap {
-            local_port: 4500,
-            remote_port: 4500,
-        }),
+        encap: Some(UdpEncap { local_port: 4500, remote_port: 4500 }),
         esn: false,
         replay_window: 0,
         local_ts: any.to_vec(),
@@ -84,11 +76,8 @@ pub fn reverse(p: &SaParams) -> SaParams {
 
 /// Sealed outer packets (IPv4/UDP/ESP) for inner packets of `sizes`.
 pub fn sealed(tx: &OutboundSa, sizes: &[usize]) -> Vec<Vec<u8>> {
-    let mut bufs: Vec<HeapBuf> = sizes
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| HeapBuf::from_slice(&inner_v4(s, i as u8)))
-        .collect();
+    let mut bufs: Vec<HeapBuf> =
+        sizes.iter().enumerate().map(|(i, &s)| HeapBuf::from_slice(&inner_v4(s, i as u8))).collect();
     let mut r = vec![Ok(()); bufs.len()];
     tx.encap_burst(&mut bufs, &mut r, 1);
     assert!(r.iter().all(Result::is_ok), "sealing failed: {r:?}");

@@ -18,15 +18,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=IPSEC_MB_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=IPSEC_MB_LIB_DIR");
 
-    let include_dir = env::var_os("IPSEC_MB_INCLUDE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/include"));
+    let include_dir =
+        env::var_os("IPSEC_MB_INCLUDE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/include"));
     let header = include_dir.join("intel-ipsec-mb.h");
     if !header.is_file() {
-        panic!(
-            "ipsec-mb-sys: {} not found; {INSTALL_HINT} (or set IPSEC_MB_INCLUDE_DIR)",
-            header.display()
-        );
+        panic!("ipsec-mb-sys: {} not found; {INSTALL_HINT} (or set IPSEC_MB_INCLUDE_DIR)", header.display());
     }
     println!("cargo:rerun-if-changed={}", header.display());
 
@@ -42,10 +38,7 @@ fn main() {
 
     // After the shim, which depends on it.
     if let Some(dir) = env::var_os("IPSEC_MB_LIB_DIR") {
-        println!(
-            "cargo:rustc-link-search=native={}",
-            PathBuf::from(dir).display()
-        );
+        println!("cargo:rustc-link-search=native={}", PathBuf::from(dir).display());
     }
     println!("cargo:rustc-link-lib=IPSec_MB");
 
@@ -97,15 +90,8 @@ fn main() {
         .allowlist_var("IMB_GCM_IV_DATA_LEN")
         .allowlist_var("IMB_MAX_TAG_LEN")
         .generate()
-        .unwrap_or_else(|e| {
-            panic!(
-                "ipsec-mb-sys: bindgen failed on {}: {e}; {INSTALL_HINT}",
-                header.display()
-            )
-        });
+        .unwrap_or_else(|e| panic!("ipsec-mb-sys: bindgen failed on {}: {e}; {INSTALL_HINT}", header.display()));
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("ipsec-mb-sys: cannot write bindings.rs");
+    bindings.write_to_file(out.join("bindings.rs")).expect("ipsec-mb-sys: cannot write bindings.rs");
 }

@@ -161,10 +161,7 @@ impl Mgr {
         let raw = unsafe { ffi::alloc_mb_mgr(0) };
         let ptr = NonNull::new(raw).ok_or(Error::Alloc)?;
         // Owned from here: freed by Drop on every early return below.
-        let mut mgr = Mgr {
-            ptr,
-            arch: Arch::NoAesni,
-        };
+        let mut mgr = Mgr { ptr, arch: Arch::NoAesni };
         let mut arch: ffi::IMB_ARCH = ffi::IMB_ARCH_NONE;
         // SAFETY: `ptr` was just returned by alloc_mb_mgr and is used by nothing else; `arch` is
         // a valid place for the out-parameter.
@@ -371,11 +368,7 @@ fn complete(done: *mut ffi::IMB_JOB, jobs: &mut [Job<'_>]) {
     // manager, valid until the next get_next_job; two plain fields are read.
     let (idx, st) = unsafe { ((*done).user_data.addr(), (*done).status) };
     if let Some(j) = jobs.get_mut(idx) {
-        j.status = if st == ffi::IMB_STATUS_COMPLETED {
-            JobStatus::Completed
-        } else {
-            JobStatus::Failed(st)
-        };
+        j.status = if st == ffi::IMB_STATUS_COMPLETED { JobStatus::Completed } else { JobStatus::Failed(st) };
     }
 }
 
@@ -412,8 +405,7 @@ const GCM_KEY_DATA_LEN: usize = core::mem::size_of::<ffi::gcm_key_data>();
 struct GcmKeyStorage([u8; GCM_KEY_DATA_LEN]);
 
 const _: () = assert!(core::mem::align_of::<GcmKeyStorage>() >= 64);
-const _: () =
-    assert!(core::mem::align_of::<GcmKeyStorage>() >= core::mem::align_of::<ffi::gcm_key_data>());
+const _: () = assert!(core::mem::align_of::<GcmKeyStorage>() >= core::mem::align_of::<ffi::gcm_key_data>());
 
 /// The expanded AES round keys and GHASH key powers of one AES-GCM key.
 pub struct GcmKey {
@@ -425,10 +417,7 @@ pub struct GcmKey {
 impl fmt::Debug for GcmKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("GcmKey")
-            .field("aes256", &self.aes256)
-            .field("arch", &self.arch)
-            .finish_non_exhaustive()
+        f.debug_struct("GcmKey").field("aes256", &self.aes256).field("arch", &self.arch).finish_non_exhaustive()
     }
 }
 
@@ -453,11 +442,7 @@ impl GcmKey {
             // SAFETY: as above, with the 16 bytes of an AES-128 key.
             unsafe { ffi::esprit_imb_aes128_gcm_pre(m, key.as_ptr().cast(), kd) };
         }
-        Ok(GcmKey {
-            data,
-            aes256,
-            arch: mgr.arch,
-        })
+        Ok(GcmKey { data, aes256, arch: mgr.arch })
     }
 
     fn raw(&self) -> *const ffi::gcm_key_data {
@@ -554,12 +539,7 @@ impl CbcHmacKey {
         if !hmac.tag_len_ok(tag_len) {
             return Err(Error::TagLength);
         }
-        let mut data = Box::new(CbcHmacKeyData {
-            enc: [0; 256],
-            dec: [0; 256],
-            ipad: [0; 64],
-            opad: [0; 64],
-        });
+        let mut data = Box::new(CbcHmacKeyData { enc: [0; 256], dec: [0; 256], ipad: [0; 64], opad: [0; 64] });
         let m = mgr.raw();
         let (enc, dec) = (data.enc.as_mut_ptr().cast(), data.dec.as_mut_ptr().cast());
         if aes256 {
@@ -587,12 +567,7 @@ impl CbcHmacKey {
             }
         }
         block.0.zeroize();
-        Ok(CbcHmacKey {
-            data,
-            aes_key_len: if aes256 { 32 } else { 16 },
-            hmac,
-            tag_len,
-        })
+        Ok(CbcHmacKey { data, aes_key_len: if aes256 { 32 } else { 16 }, hmac, tag_len })
     }
 
     /// The length of the tags this key's jobs output.
@@ -628,9 +603,7 @@ impl ChachaPolyKey {
     /// A 32-byte key.
     pub fn new(key: &[u8]) -> Result<ChachaPolyKey, Error> {
         let key: [u8; 32] = key.try_into().map_err(|_| Error::KeyLength)?;
-        Ok(ChachaPolyKey {
-            key: Box::new(Key32(key)),
-        })
+        Ok(ChachaPolyKey { key: Box::new(Key32(key)) })
     }
 }
 
@@ -813,12 +786,11 @@ impl<'a> Job<'a> {
                 j.key_len_in_bytes = 32;
                 j.cipher_mode = ffi::IMB_CIPHER_CHACHA20_POLY1305;
                 j.hash_alg = ffi::IMB_AUTH_CHACHA20_POLY1305;
-                j.u.CHACHA20_POLY1305 =
-                    ffi::IMB_JOB__bindgen_ty_6__CHACHA20_POLY1305_specific_fields {
-                        aad: self.aad.as_ptr().cast(),
-                        aad_len_in_bytes: self.aad_len as u64,
-                        ctx: ptr::null_mut(),
-                    };
+                j.u.CHACHA20_POLY1305 = ffi::IMB_JOB__bindgen_ty_6__CHACHA20_POLY1305_specific_fields {
+                    aad: self.aad.as_ptr().cast(),
+                    aad_len_in_bytes: self.aad_len as u64,
+                    ctx: ptr::null_mut(),
+                };
             }
         }
         j
@@ -844,9 +816,7 @@ mod tests {
 
     #[test]
     fn bad_ranges_are_refused() {
-        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &[1; 16], HmacAlg::Sha1, &[2; 20], 12))
-            .unwrap()
-            .unwrap();
+        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &[1; 16], HmacAlg::Sha1, &[2; 20], 12)).unwrap().unwrap();
         let mut buf = [0u8; 64];
         assert!(Job::cbc_hmac(&k, Direction::Encrypt, &mut buf, [0; 16], 24..48, 0..48).is_err());
         assert!(Job::cbc_hmac(&k, Direction::Encrypt, &mut buf, [0; 16], 48..80, 0..48).is_err());
@@ -858,29 +828,22 @@ mod tests {
     #[test]
     fn cbc_at_an_offset_round_trips() {
         let hex = |s: &str| -> Vec<u8> {
-            (0..s.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect()
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
         };
         let key = hex("c286696d887c9aa0611bbb3e2025a45a");
         let iv: [u8; 16] = hex("562e17996d093d28ddb3ba695a2e6f58").try_into().unwrap();
         let pt = hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
         let ct = hex("d296cd94c2cccf8a3a863028b5e1dc0a7586602d253cfff91b8266bea6d61ab1");
-        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &key, HmacAlg::Sha1, &[2; 20], 12))
-            .unwrap()
-            .unwrap();
+        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &key, HmacAlg::Sha1, &[2; 20], 12)).unwrap().unwrap();
         let mut buf = [0xeeu8; 64];
         buf[16..48].copy_from_slice(&pt);
-        let mut jobs =
-            [Job::cbc_hmac(&k, Direction::Encrypt, &mut buf, iv, 16..48, 0..48).unwrap()];
+        let mut jobs = [Job::cbc_hmac(&k, Direction::Encrypt, &mut buf, iv, 16..48, 0..48).unwrap()];
         with_thread_mgr(|m| m.run_jobs(&mut jobs)).unwrap();
         assert_eq!(jobs[0].status(), JobStatus::Completed);
         let tag = jobs[0].tag().to_vec();
         assert_eq!(&buf[16..48], &ct[..]);
         assert!(buf[..16].iter().chain(&buf[48..]).all(|&b| b == 0xee));
-        let mut jobs =
-            [Job::cbc_hmac(&k, Direction::Decrypt, &mut buf, iv, 16..48, 0..48).unwrap()];
+        let mut jobs = [Job::cbc_hmac(&k, Direction::Decrypt, &mut buf, iv, 16..48, 0..48).unwrap()];
         with_thread_mgr(|m| m.run_jobs(&mut jobs)).unwrap();
         assert_eq!(jobs[0].status(), JobStatus::Completed);
         assert_eq!(jobs[0].tag(), &tag[..]);
@@ -892,13 +855,10 @@ mod tests {
     #[test]
     fn hmac_sha256_through_a_job() {
         let msg = b"what do ya want for nothing?";
-        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &[0; 16], HmacAlg::Sha256, b"Jefe", 32))
-            .unwrap()
-            .unwrap();
+        let k = with_thread_mgr(|m| CbcHmacKey::new(m, &[0; 16], HmacAlg::Sha256, b"Jefe", 32)).unwrap().unwrap();
         let mut buf = [0u8; 28 + 16];
         buf[..28].copy_from_slice(msg);
-        let mut jobs =
-            [Job::cbc_hmac(&k, Direction::Decrypt, &mut buf, [0; 16], 28..44, 0..28).unwrap()];
+        let mut jobs = [Job::cbc_hmac(&k, Direction::Decrypt, &mut buf, [0; 16], 28..44, 0..28).unwrap()];
         with_thread_mgr(|m| m.run_jobs(&mut jobs)).unwrap();
         assert_eq!(jobs[0].status(), JobStatus::Completed);
         let want = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";

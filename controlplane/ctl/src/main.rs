@@ -13,11 +13,7 @@ use esprit_esp::mtu;
 use esprit_esp::proposal::layout_for_name;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "espritctl",
-    version,
-    about = "Operate the Esprit IPsec concentrator"
-)]
+#[command(name = "espritctl", version, about = "Operate the Esprit IPsec concentrator")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -54,13 +50,7 @@ enum Encap {
 
 fn main() -> ExitCode {
     match Cli::parse().cmd {
-        Cmd::Mtu {
-            proposal,
-            encap,
-            outer_mtu,
-            ipv6,
-            quiet,
-        } => {
+        Cmd::Mtu { proposal, encap, outer_mtu, ipv6, quiet } => {
             let layout = match layout_for_name(&proposal) {
                 Ok(l) => l,
                 Err(e) => {
@@ -79,11 +69,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let fam = if ipv6 { "IPv6" } else { "IPv4" };
-            let enc = if udp {
-                "UDP-encapsulated (NAT-T)"
-            } else {
-                "raw ESP"
-            };
+            let enc = if udp { "UDP-encapsulated (NAT-T)" } else { "raw ESP" };
             println!("{proposal}, {enc}, {fam} outer, outer MTU {outer_mtu}");
             println!("  outer {fam} header {:>6}", r.outer_ip);
             if udp {
@@ -91,23 +77,11 @@ fn main() -> ExitCode {
             }
             println!("  ESP header        {:>6}", r.esp_header);
             println!("  IV                {:>6}", r.iv);
-            println!(
-                "  padding, trailer  {:>6}  (payload + 2 padded to a multiple of {})",
-                r.pad_and_trailer, r.align
-            );
+            println!("  padding, trailer  {:>6}  (payload + 2 padded to a multiple of {})", r.pad_and_trailer, r.align);
             println!("  ICV               {:>6}", r.icv);
-            let used = r.outer_ip
-                + r.udp
-                + r.esp_header
-                + r.iv
-                + r.max_inner as usize
-                + r.pad_and_trailer
-                + r.icv;
+            let used = r.outer_ip + r.udp + r.esp_header + r.iv + r.max_inner as usize + r.pad_and_trailer + r.icv;
             if used < outer_mtu as usize {
-                println!(
-                    "  unusable          {:>6}  (less than one block)",
-                    outer_mtu as usize - used
-                );
+                println!("  unusable          {:>6}  (less than one block)", outer_mtu as usize - used);
             }
             println!("largest inner packet: {}", r.max_inner);
             ExitCode::SUCCESS

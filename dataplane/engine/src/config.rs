@@ -4,6 +4,8 @@
 //! ```toml
 //! [dataplane]                # optional; every key has a default
 //! keepalive_interval = 20    # seconds between NAT keepalives on idle NAT-T SAs (0: off)
+//! workers = 2                # worker threads (lcores) of the live data plane
+//! cores = [1, 2]             # pin them to these CPUs
 //!
 //! [[interface]]
 //! name = "wan"
@@ -11,6 +13,8 @@
 //! address = "198.51.100.1/24"
 //! mac = "02:00:00:00:01:01"
 //! mtu = 1500
+//! driver = "af_packet"       # or "dpdk"
+//! device = "eth1"            # Linux interface (af_packet) or DPDK device; default: name
 //!
 //! [[neighbor]]               # static next hops; ARP/ND learns the rest
 //! interface = "wan"
@@ -64,11 +68,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -111,6 +111,18 @@ pub struct InterfaceConfig {
     pub addresses: Vec<IfAddr>,
     pub mac: EthernetAddress,
     pub mtu: u32,
+    /// How the live data plane reaches the wire.
+    pub driver: Driver,
+    /// The Linux interface (AF_PACKET) or DPDK device name (`net_af_packet0`, a PCI
+    /// address…) behind this interface; defaults to `name`.
+    pub device: String,
+}
+
+/// Packet I/O backend of an interface in the live data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    AfPacket,
+    Dpdk,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +178,14 @@ pub struct Settings {
     pub reassembly_timeout_ms: u64,
     /// Crypto provider: "auto" (fastest available) or a provider name.
     pub crypto: String,
+    /// Worker threads (lcores) of the live data plane.
+    pub workers: usize,
+    /// CPU cores to pin the workers to, in order (none: not pinned).
+    pub cores: Vec<usize>,
+    /// Most SAs per direction the tables hold.
+    pub max_sas: usize,
+    /// Extra DPDK EAL arguments (for `driver = "dpdk"` interfaces).
+    pub eal_args: Vec<String>,
 }
 
 impl Default for Settings {
@@ -181,6 +201,10 @@ impl Default for Settings {
             reassembly_max: 65535,
             reassembly_timeout_ms: 30_000,
             crypto: "auto".into(),
+            workers: 1,
+            cores: Vec::new(),
+            max_sas: 1 << 16,
+            eal_args: Vec::new(),
         }
     }
 }
@@ -236,6 +260,10 @@ struct RawSettings {
     reassembly_max: Option<S<usize>>,
     reassembly_timeout_ms: Option<S<u64>>,
     crypto: Option<S<String>>,
+    workers: Option<S<usize>>,
+    cores: Option<S<Vec<usize>>>,
+    max_sas: Option<S<usize>>,
+    eal_args: Option<Vec<String>>,
 }
 
 /// A string or a list of strings. (Spans cannot cross an untagged enum, so the span is of
@@ -255,6 +283,8 @@ struct RawInterface {
     address: S<OneOrMany>,
     mac: S<String>,
     mtu: Option<S<u32>>,
+    driver: Option<S<String>>,
+    device: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -314,22 +344,14 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_col(self.src, span.start);
-        self.errors.push(ConfigError {
-            file: self.file.to_string(),
-            line,
-            column,
-            message: message.into(),
-        });
+        self.errors.push(ConfigError { file: self.file.to_string(), line, column, message: message.into() });
     }
 }
 
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
+    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
     (line, column)
 }
 
@@ -337,19 +359,13 @@ fn parse_mac(c: &mut Ctx<'_>, s: &S<String>) -> Option<EthernetAddress> {
     match s.get_ref().parse::<EthernetAddress>() {
         Ok(m) if m.is_unicast() && m != EthernetAddress([0; 6]) => Some(m),
         Ok(_) => {
-            c.at(
-                s.span(),
-                format!("mac '{}' must be a unicast address", s.get_ref()),
-            );
+            c.at(s.span(), format!("mac '{}' must be a unicast address", s.get_ref()));
             None
         }
         Err(_) => {
             c.at(
                 s.span(),
-                format!(
-                    "mac '{}' is not a MAC address; write six hex pairs like 02:00:00:00:00:01",
-                    s.get_ref()
-                ),
+                format!("mac '{}' is not a MAC address; write six hex pairs like 02:00:00:00:00:01", s.get_ref()),
             );
             None
         }
@@ -360,10 +376,7 @@ fn parse_ip(c: &mut Ctx<'_>, what: &str, s: &S<String>) -> Option<IpAddr> {
     match s.get_ref().trim().parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            c.at(
-                s.span(),
-                format!("{what} '{}' is not an IPv4 or IPv6 address", s.get_ref()),
-            );
+            c.at(s.span(), format!("{what} '{}' is not an IPv4 or IPv6 address", s.get_ref()));
             None
         }
     }
@@ -373,24 +386,28 @@ fn parse_cidr(c: &mut Ctx<'_>, what: &str, s: &S<String>) -> Option<IpCidr> {
     match s.get_ref().trim().parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            c.at(s.span(), format!("{what} '{}' is not a prefix; write an address with a length, like 10.1.0.0/16 or 2001:db8::/32", s.get_ref()));
+            c.at(
+                s.span(),
+                format!(
+                    "{what} '{}' is not a prefix; write an address with a length, like 10.1.0.0/16 or 2001:db8::/32",
+                    s.get_ref()
+                ),
+            );
             None
         }
     }
 }
 
 fn parse_hex(c: &mut Ctx<'_>, what: &str, s: &S<String>) -> Option<Vec<u8>> {
-    let t: String = s
-        .get_ref()
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|ch| *ch != ':' && !ch.is_whitespace())
-        .collect();
+    let t: String =
+        s.get_ref().trim().trim_start_matches("0x").chars().filter(|ch| *ch != ':' && !ch.is_whitespace()).collect();
     match hex::decode(&t) {
         Ok(v) => Some(v),
         Err(_) => {
-            c.at(s.span(), format!("{what} is not hexadecimal (digits 0-9 a-f, optionally with a 0x prefix or ':' separators)"));
+            c.at(
+                s.span(),
+                format!("{what} is not hexadecimal (digits 0-9 a-f, optionally with a 0x prefix or ':' separators)"),
+            );
             None
         }
     }
@@ -398,11 +415,7 @@ fn parse_hex(c: &mut Ctx<'_>, what: &str, s: &S<String>) -> Option<Vec<u8>> {
 
 /// Parses and validates `src`, read from `file`.
 pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
-    let mut c = Ctx {
-        file,
-        src,
-        errors: Vec::new(),
-    };
+    let mut c = Ctx { file, src, errors: Vec::new() };
     let raw: Raw = match toml::from_str(src) {
         Ok(r) => r,
         Err(e) => {
@@ -417,14 +430,7 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
         let i = interfaces.iter().position(|i| &i.name == s.get_ref());
         if i.is_none() {
             let names: Vec<_> = interfaces.iter().map(|i| i.name.as_str()).collect();
-            c.at(
-                s.span(),
-                format!(
-                    "no interface named '{}'; defined: {}",
-                    s.get_ref(),
-                    names.join(", ")
-                ),
-            );
+            c.at(s.span(), format!("no interface named '{}'; defined: {}", s.get_ref(), names.join(", ")));
         }
         i
     };
@@ -432,30 +438,16 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
     let mut neighbors = Vec::new();
     for n in &raw.neighbor {
         let n = n.get_ref();
-        let (i, a, m) = (
-            find_if(&mut c, &n.interface),
-            parse_ip(&mut c, "address", &n.address),
-            parse_mac(&mut c, &n.mac),
-        );
+        let (i, a, m) =
+            (find_if(&mut c, &n.interface), parse_ip(&mut c, "address", &n.address), parse_mac(&mut c, &n.mac));
         if let (Some(interface), Some(address), Some(mac)) = (i, a, m) {
-            if !interfaces[interface]
-                .addresses
-                .iter()
-                .any(|x| x.subnet.contains(address))
-            {
+            if !interfaces[interface].addresses.iter().any(|x| x.subnet.contains(address)) {
                 c.at(
                     n.address.span(),
-                    format!(
-                        "neighbor {address} is not in a subnet of interface '{}'",
-                        interfaces[interface].name
-                    ),
+                    format!("neighbor {address} is not in a subnet of interface '{}'", interfaces[interface].name),
                 );
             }
-            neighbors.push(NeighborConfig {
-                interface,
-                address,
-                mac,
-            });
+            neighbors.push(NeighborConfig { interface, address, mac });
         }
     }
 
@@ -468,26 +460,27 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
         if let (Some(destination), Some(interface)) = (d, i) {
             let via = match via {
                 Some((s, Some(a))) => {
-                    if !interfaces[interface]
-                        .addresses
-                        .iter()
-                        .any(|x| x.subnet.contains(a))
-                    {
-                        c.at(s.span(), format!("gateway {a} is not directly reachable on interface '{}' (not in any of its subnets)", interfaces[interface].name));
+                    if !interfaces[interface].addresses.iter().any(|x| x.subnet.contains(a)) {
+                        c.at(
+                            s.span(),
+                            format!(
+                                "gateway {a} is not directly reachable on interface '{}' (not in any of its subnets)",
+                                interfaces[interface].name
+                            ),
+                        );
                     }
                     if a.is_ipv4() != destination.is_ipv4() {
-                        c.at(s.span(), format!("gateway {a} and destination {destination} are of different address families"));
+                        c.at(
+                            s.span(),
+                            format!("gateway {a} and destination {destination} are of different address families"),
+                        );
                     }
                     Some(a)
                 }
                 Some((_, None)) => continue,
                 None => None,
             };
-            routes.push(RouteConfig {
-                destination,
-                via,
-                interface,
-            });
+            routes.push(RouteConfig { destination, via, interface });
         }
     }
 
@@ -501,15 +494,8 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
     for s in &raw.sa {
         if let Some(sa) = sa(&mut c, s.get_ref(), &outside_addrs) {
             if !spis.insert((sa.direction, sa.params.spi)) {
-                let dir = if sa.direction == Direction::In {
-                    "inbound"
-                } else {
-                    "outbound"
-                };
-                c.at(
-                    s.get_ref().spi.span(),
-                    format!("a second {dir} SA with SPI {:#x}", sa.params.spi),
-                );
+                let dir = if sa.direction == Direction::In { "inbound" } else { "outbound" };
+                c.at(s.get_ref().spi.span(), format!("a second {dir} SA with SPI {:#x}", sa.params.spi));
             }
             sas.push(sa);
         }
@@ -518,68 +504,36 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
     let mut policies = Vec::new();
     for p in &raw.policy {
         let p = p.get_ref();
-        let (src, dst) = (
-            parse_cidr(&mut c, "src", &p.src),
-            parse_cidr(&mut c, "dst", &p.dst),
-        );
+        let (src, dst) = (parse_cidr(&mut c, "src", &p.src), parse_cidr(&mut c, "dst", &p.dst));
         let spi = *p.sa.get_ref();
-        let out = sas
-            .iter()
-            .find(|s| s.direction == Direction::Out && s.params.spi as i64 == spi);
+        let out = sas.iter().find(|s| s.direction == Direction::Out && s.params.spi as i64 == spi);
         if out.is_none() {
-            let known: Vec<String> = sas
-                .iter()
-                .filter(|s| s.direction == Direction::Out)
-                .map(|s| format!("{:#x}", s.params.spi))
-                .collect();
+            let known: Vec<String> =
+                sas.iter().filter(|s| s.direction == Direction::Out).map(|s| format!("{:#x}", s.params.spi)).collect();
             c.at(
                 p.sa.span(),
                 format!(
                     "sa = {spi:#x} names no outbound [[sa]]; outbound SPIs: {}",
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
                 ),
             );
         }
         if let (Some(src), Some(dst), Some(_)) = (src, dst, out) {
             if src.is_ipv4() != dst.is_ipv4() {
-                c.at(
-                    p.dst.span(),
-                    "src and dst are of different address families",
-                );
+                c.at(p.dst.span(), "src and dst are of different address families");
             }
-            policies.push(PolicyConfig {
-                src,
-                dst,
-                spi: spi as u32,
-            });
+            policies.push(PolicyConfig { src, dst, spi: spi as u32 });
         }
     }
 
     if !raw.interface.is_empty() && !interfaces.iter().any(|i| i.role == Role::Outside) {
-        c.at(
-            raw.interface[0].span(),
-            "no interface has role = \"outside\"; one must face the clients",
-        );
+        c.at(raw.interface[0].span(), "no interface has role = \"outside\"; one must face the clients");
     }
     if raw.interface.is_empty() {
-        c.at(
-            0..0,
-            "no [[interface]] defined; at least one with role = \"outside\" is needed",
-        );
+        c.at(0..0, "no [[interface]] defined; at least one with role = \"outside\" is needed");
     }
     if c.errors.is_empty() {
-        Ok(Config {
-            settings,
-            interfaces,
-            neighbors,
-            routes,
-            sas,
-            policies,
-        })
+        Ok(Config { settings, interfaces, neighbors, routes, sas, policies })
     } else {
         Err(ConfigErrors(c.errors))
     }
@@ -590,92 +544,55 @@ fn settings(c: &mut Ctx<'_>, raw: Option<&S<RawSettings>>) -> Settings {
     let Some(r) = raw.map(|r| r.get_ref()) else {
         return s;
     };
-    let range =
-        |c: &mut Ctx<'_>, v: &Option<S<u64>>, name: &str, lo: u64, hi: u64, out: &mut u64| {
-            if let Some(v) = v {
-                if (lo..=hi).contains(v.get_ref()) {
-                    *out = *v.get_ref();
-                } else {
-                    c.at(
-                        v.span(),
-                        format!(
-                            "{name} = {} is out of range; valid: {lo} to {hi}",
-                            v.get_ref()
-                        ),
-                    );
-                }
+    let range = |c: &mut Ctx<'_>, v: &Option<S<u64>>, name: &str, lo: u64, hi: u64, out: &mut u64| {
+        if let Some(v) = v {
+            if (lo..=hi).contains(v.get_ref()) {
+                *out = *v.get_ref();
+            } else {
+                c.at(v.span(), format!("{name} = {} is out of range; valid: {lo} to {hi}", v.get_ref()));
             }
-        };
-    range(
-        c,
-        &r.keepalive_interval,
-        "keepalive_interval",
-        0,
-        3600,
-        &mut s.keepalive_interval,
-    );
-    range(
-        c,
-        &r.pmtu_timeout,
-        "pmtu_timeout",
-        10,
-        86400,
-        &mut s.pmtu_timeout,
-    );
-    range(
-        c,
-        &r.reassembly_timeout_ms,
-        "reassembly_timeout_ms",
-        100,
-        120_000,
-        &mut s.reassembly_timeout_ms,
-    );
-    let widen32 = |v: &Option<S<u32>>| {
-        v.as_ref()
-            .map(|x| Spanned::new(x.span(), *x.get_ref() as u64))
+        }
     };
-    let widen = |v: &Option<S<usize>>| {
-        v.as_ref()
-            .map(|x| Spanned::new(x.span(), *x.get_ref() as u64))
-    };
+    range(c, &r.keepalive_interval, "keepalive_interval", 0, 3600, &mut s.keepalive_interval);
+    range(c, &r.pmtu_timeout, "pmtu_timeout", 10, 86400, &mut s.pmtu_timeout);
+    range(c, &r.reassembly_timeout_ms, "reassembly_timeout_ms", 100, 120_000, &mut s.reassembly_timeout_ms);
+    let widen32 = |v: &Option<S<u32>>| v.as_ref().map(|x| Spanned::new(x.span(), *x.get_ref() as u64));
+    let widen = |v: &Option<S<usize>>| v.as_ref().map(|x| Spanned::new(x.span(), *x.get_ref() as u64));
     let mut t = s.icmp_rate as u64;
     range(c, &widen32(&r.icmp_rate), "icmp_rate", 1, 1_000_000, &mut t);
     s.icmp_rate = t as u32;
     let mut t = s.icmp_burst as u64;
-    range(
-        c,
-        &widen32(&r.icmp_burst),
-        "icmp_burst",
-        1,
-        1_000_000,
-        &mut t,
-    );
+    range(c, &widen32(&r.icmp_burst), "icmp_burst", 1, 1_000_000, &mut t);
     s.icmp_burst = t as u32;
     let mut t = s.pmtu_min as u64;
     range(c, &widen32(&r.pmtu_min), "pmtu_min", 576, 9000, &mut t);
     s.pmtu_min = t as u32;
     let mut t = s.reassembly_slots as u64;
-    range(
-        c,
-        &widen(&r.reassembly_slots),
-        "reassembly_slots",
-        1,
-        65536,
-        &mut t,
-    );
+    range(c, &widen(&r.reassembly_slots), "reassembly_slots", 1, 65536, &mut t);
     s.reassembly_slots = t as usize;
     let mut t = s.reassembly_max as u64;
-    range(
-        c,
-        &widen(&r.reassembly_max),
-        "reassembly_max",
-        1280,
-        65535,
-        &mut t,
-    );
+    range(c, &widen(&r.reassembly_max), "reassembly_max", 1280, 65535, &mut t);
     s.reassembly_max = t as usize;
     if let Some(m) = r.mss_clamp {
         s.mss_clamp = m;
+    }
+    let mut t = s.workers as u64;
+    range(c, &widen(&r.workers), "workers", 1, 64, &mut t);
+    s.workers = t as usize;
+    let mut t = s.max_sas as u64;
+    range(c, &widen(&r.max_sas), "max_sas", 16, 1 << 24, &mut t);
+    s.max_sas = t as usize;
+    if let Some(cores) = &r.cores {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match cores.get_ref().iter().find(|&&k| k >= n) {
+            Some(bad) => {
+                c.at(cores.span(), format!("core {bad} does not exist; this machine has cores 0 to {}", n - 1))
+            }
+            None => s.cores = cores.get_ref().clone(),
+        }
+    }
+    if let Some(a) = &r.eal_args {
+        s.eal_args = a.clone();
     }
     if let Some(p) = &r.crypto {
         let names = esprit_esp::crypto::provider_names();
@@ -684,11 +601,7 @@ fn settings(c: &mut Ctx<'_>, raw: Option<&S<RawSettings>>) -> Settings {
         } else {
             c.at(
                 p.span(),
-                format!(
-                    "crypto = '{}' is not available in this build; valid: auto, {}",
-                    p.get_ref(),
-                    names.join(", ")
-                ),
+                format!("crypto = '{}' is not available in this build; valid: auto, {}", p.get_ref(), names.join(", ")),
             );
         }
     }
@@ -701,15 +614,8 @@ fn interfaces(c: &mut Ctx<'_>, raw: &[S<RawInterface>]) -> Vec<InterfaceConfig> 
     for r in raw {
         let r = r.get_ref();
         let name = r.name.get_ref().trim().to_string();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-        {
-            c.at(
-                r.name.span(),
-                format!("interface name '{name}' must be letters, digits, '-', '_' or '.'"),
-            );
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            c.at(r.name.span(), format!("interface name '{name}' must be letters, digits, '-', '_' or '.'"));
             continue;
         }
         if !names.insert(name.clone()) {
@@ -719,10 +625,7 @@ fn interfaces(c: &mut Ctx<'_>, raw: &[S<RawInterface>]) -> Vec<InterfaceConfig> 
             "outside" => Some(Role::Outside),
             "inside" => Some(Role::Inside),
             other => {
-                c.at(
-                    r.role.span(),
-                    format!("role '{other}' is not valid; valid: outside, inside"),
-                );
+                c.at(r.role.span(), format!("role '{other}' is not valid; valid: outside, inside"));
                 None
             }
         };
@@ -745,31 +648,24 @@ fn interfaces(c: &mut Ctx<'_>, raw: &[S<RawInterface>]) -> Vec<InterfaceConfig> 
         let mac = parse_mac(c, &r.mac);
         let mut mtu = 1500;
         if let Some(m) = &r.mtu {
-            let min = if addresses.iter().any(|a| a.addr.is_ipv6()) {
-                1280
-            } else {
-                576
-            };
+            let min = if addresses.iter().any(|a| a.addr.is_ipv6()) { 1280 } else { 576 };
             if (min..=9216).contains(m.get_ref()) {
                 mtu = *m.get_ref();
             } else {
-                c.at(
-                    m.span(),
-                    format!(
-                        "mtu = {} is out of range; valid: {min} to 9216",
-                        m.get_ref()
-                    ),
-                );
+                c.at(m.span(), format!("mtu = {} is out of range; valid: {min} to 9216", m.get_ref()));
             }
         }
-        if let (Some(role), Some(mac)) = (role, mac) {
-            out.push(InterfaceConfig {
-                name,
-                role,
-                addresses,
-                mac,
-                mtu,
-            });
+        let driver = match r.driver.as_ref().map(|d| (d, d.get_ref().as_str())) {
+            None | Some((_, "af_packet")) => Some(Driver::AfPacket),
+            Some((_, "dpdk")) => Some(Driver::Dpdk),
+            Some((d, other)) => {
+                c.at(d.span(), format!("driver '{other}' is not valid; valid: af_packet, dpdk"));
+                None
+            }
+        };
+        let device = r.device.as_ref().map_or_else(|| name.clone(), |d| d.get_ref().clone());
+        if let (Some(role), Some(mac), Some(driver)) = (role, mac, driver) {
+            out.push(InterfaceConfig { name, role, addresses, mac, mtu, driver, device });
         }
     }
     out
@@ -780,9 +676,7 @@ fn any_ts() -> Vec<TrafficSelector> {
     [IpAddr::from([0u8; 4]), IpAddr::from([0u8; 16])]
         .into_iter()
         .map(|a| {
-            TrafficSelector::from_cidr(
-                IpCidr::new(a, 0).expect("a zero-length prefix is valid for both families"),
-            )
+            TrafficSelector::from_cidr(IpCidr::new(a, 0).expect("a zero-length prefix is valid for both families"))
         })
         .collect()
 }
@@ -791,16 +685,16 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
     let n0 = c.errors.len();
     let spi = *r.spi.get_ref();
     if !(256..=u32::MAX as i64).contains(&spi) {
-        c.at(r.spi.span(), format!("spi = {spi} is out of range; valid: 256 to 4294967295 (0x100 to 0xffffffff; 1-255 are reserved)"));
+        c.at(
+            r.spi.span(),
+            format!("spi = {spi} is out of range; valid: 256 to 4294967295 (0x100 to 0xffffffff; 1-255 are reserved)"),
+        );
     }
     let direction = match r.direction.get_ref().as_str() {
         "in" => Some(Direction::In),
         "out" => Some(Direction::Out),
         other => {
-            c.at(
-                r.direction.span(),
-                format!("direction '{other}' is not valid; valid: in, out"),
-            );
+            c.at(r.direction.span(), format!("direction '{other}' is not valid; valid: in, out"));
             None
         }
     };
@@ -815,11 +709,7 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
     let int = r.int_key.as_ref().and_then(|k| parse_hex(c, "int_key", k));
     if let (Some(t), Some(enc)) = (transform, &enc) {
         if enc.len() != t.enc_key_len() {
-            let salt = if t.is_aead() {
-                format!(" ({} key + 4 salt)", t.enc_key_len() - 4)
-            } else {
-                String::new()
-            };
+            let salt = if t.is_aead() { format!(" ({} key + 4 salt)", t.enc_key_len() - 4) } else { String::new() };
             c.at(
                 r.enc_key.span(),
                 format!(
@@ -832,10 +722,9 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
         }
         match (&r.int_key, t.int_key_len()) {
             (Some(k), 0) => c.at(k.span(), format!("{t} is an AEAD and takes no int_key")),
-            (None, n) if n > 0 => c.at(
-                r.proposal.span(),
-                format!("{t} needs int_key: {n} bytes = {} hex digits", n * 2),
-            ),
+            (None, n) if n > 0 => {
+                c.at(r.proposal.span(), format!("{t} needs int_key: {n} bytes = {} hex digits", n * 2))
+            }
             (Some(k), n) if int.as_ref().is_some_and(|v| v.len() != n) => c.at(
                 k.span(),
                 format!(
@@ -856,44 +745,28 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
                 r.local.span(),
                 format!(
                     "local {l} is not an address of an outside interface; those are: {}",
-                    if list.is_empty() {
-                        "none".into()
-                    } else {
-                        list.join(", ")
-                    }
+                    if list.is_empty() { "none".into() } else { list.join(", ") }
                 ),
             );
         }
     }
     if let (Some(l), Some(rm)) = (local, remote) {
         if l.is_ipv4() != rm.is_ipv4() {
-            c.at(
-                r.remote.span(),
-                format!("remote {rm} and local {l} are of different address families"),
-            );
+            c.at(r.remote.span(), format!("remote {rm} and local {l} are of different address families"));
         }
     }
     let port = |c: &mut Ctx<'_>, p: &Option<S<i64>>, name: &str| -> Option<u16> {
         p.as_ref().and_then(|v| match u16::try_from(*v.get_ref()) {
             Ok(x) if x != 0 => Some(x),
             _ => {
-                c.at(
-                    v.span(),
-                    format!("{name} = {} is not a port; valid: 1 to 65535", v.get_ref()),
-                );
+                c.at(v.span(), format!("{name} = {} is not a port; valid: 1 to 65535", v.get_ref()));
                 None
             }
         })
     };
-    let (lp, rp) = (
-        port(c, &r.local_port, "local_port"),
-        port(c, &r.remote_port, "remote_port"),
-    );
+    let (lp, rp) = (port(c, &r.local_port, "local_port"), port(c, &r.remote_port, "remote_port"));
     let encap = match (&r.local_port, &r.remote_port) {
-        (Some(_), Some(_)) => lp.zip(rp).map(|(local_port, remote_port)| UdpEncap {
-            local_port,
-            remote_port,
-        }),
+        (Some(_), Some(_)) => lp.zip(rp).map(|(local_port, remote_port)| UdpEncap { local_port, remote_port }),
         (None, None) => None,
         (Some(p), None) | (None, Some(p)) => {
             c.at(p.span(), "give both local_port and remote_port for UDP encapsulation, or neither for raw ESP");
@@ -918,11 +791,7 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
     let ts = |c: &mut Ctx<'_>, v: &Option<Vec<S<String>>>, name: &str| -> Vec<TrafficSelector> {
         match v {
             None => any_ts(),
-            Some(list) => list
-                .iter()
-                .filter_map(|s| parse_cidr(c, name, s))
-                .map(TrafficSelector::from_cidr)
-                .collect(),
+            Some(list) => list.iter().filter_map(|s| parse_cidr(c, name, s)).map(TrafficSelector::from_cidr).collect(),
         }
     };
     let local_ts = ts(c, &r.local_ts, "local_ts");
@@ -932,18 +801,14 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
         Some((_, "set")) => DfMode::Set,
         Some((_, "clear")) => DfMode::Clear,
         Some((d, other)) => {
-            c.at(
-                d.span(),
-                format!("df = '{other}' is not valid; valid: copy, set, clear"),
-            );
+            c.at(d.span(), format!("df = '{other}' is not valid; valid: copy, set, clear"));
             DfMode::Copy
         }
     };
     if c.errors.len() != n0 {
         return None;
     }
-    let (direction, transform, enc, local, remote) =
-        (direction?, transform?, enc?, local?, remote?);
+    let (direction, transform, enc, local, remote) = (direction?, transform?, enc?, local?, remote?);
     let keys = match SaKeys::new(transform, &enc, int.as_deref().unwrap_or(&[])) {
         Ok(k) => k,
         Err(e) => {

@@ -18,19 +18,14 @@ pub struct Engine<P: BufPool> {
 
 impl<P: BufPool> std::fmt::Debug for Engine<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("control", &self.control)
-            .finish()
+        f.debug_struct("Engine").field("control", &self.control).finish()
     }
 }
 
 impl<P: BufPool> Engine<P> {
     pub fn new(cfg: &Config, pool: P) -> Result<Self, EngineError> {
         let (control, sh) = Control::new(cfg, Limits::default())?;
-        Ok(Engine {
-            control,
-            worker: Worker::new(sh, pool, true),
-        })
+        Ok(Engine { control, worker: Worker::new(sh, pool, true) })
     }
 
     /// Processes frames received on interface `ifidx`, then applies what they taught.

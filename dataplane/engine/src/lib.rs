@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod live;
 pub mod local;
 pub mod offline;
 pub mod shared;

@@ -12,22 +12,11 @@ fn fill<B: PacketBuf>(b: &mut B, len: usize) -> Option<&mut [u8]> {
 }
 
 /// Prepends an Ethernet header.
-pub fn push_ethernet<B: PacketBuf>(
-    b: &mut B,
-    src: EthernetAddress,
-    dst: EthernetAddress,
-    ethertype: u16,
-) -> bool {
+pub fn push_ethernet<B: PacketBuf>(b: &mut B, src: EthernetAddress, dst: EthernetAddress, ethertype: u16) -> bool {
     if !b.prepend(ethernet::HEADER_LEN) {
         return false;
     }
-    ethernet::Repr {
-        src,
-        dst,
-        vlan: None,
-        ethertype,
-    }
-    .emit(b.data_mut());
+    ethernet::Repr { src, dst, vlan: None, ethertype }.emit(b.data_mut());
     true
 }
 
@@ -44,22 +33,14 @@ pub fn arp_frame<B: PacketBuf>(
         operation: op,
         source_hardware_addr: our_mac,
         source_protocol_addr: our_ip,
-        target_hardware_addr: if op == arp::Operation::Request {
-            EthernetAddress([0; 6])
-        } else {
-            target_mac
-        },
+        target_hardware_addr: if op == arp::Operation::Request { EthernetAddress([0; 6]) } else { target_mac },
         target_protocol_addr: target_ip,
     };
     let Some(d) = fill(b, arp::PACKET_LEN) else {
         return false;
     };
     r.emit(d);
-    let dst = if op == arp::Operation::Request {
-        EthernetAddress::BROADCAST
-    } else {
-        target_mac
-    };
+    let dst = if op == arp::Operation::Request { EthernetAddress::BROADCAST } else { target_mac };
     push_ethernet(b, our_mac, dst, ethernet::ethertype::ARP)
 }
 
@@ -82,13 +63,7 @@ pub fn nd_packet<B: PacketBuf>(
             },
             to,
         ),
-        None => (
-            icmpv6::Repr::NeighborSolicit {
-                target,
-                lladdr: Some(our_mac),
-            },
-            icmpv6::solicited_node(target),
-        ),
+        None => (icmpv6::Repr::NeighborSolicit { target, lladdr: Some(our_mac) }, icmpv6::solicited_node(target)),
     };
     let d = fill(b, ipv6::HEADER_LEN + msg.buffer_len())?;
     ipv6::Repr {
@@ -118,11 +93,7 @@ pub fn echo_reply<B: PacketBuf>(b: &mut B, req: &[u8]) -> bool {
             if i.msg_type() != icmpv4::kind::ECHO_REQUEST || !i.verify_checksum() {
                 return false;
             }
-            let r = icmpv4::Repr::EchoReply {
-                ident: i.echo_ident(),
-                seq_no: i.echo_seq_no(),
-                data: i.data(),
-            };
+            let r = icmpv4::Repr::EchoReply { ident: i.echo_ident(), seq_no: i.echo_seq_no(), data: i.data() };
             let Some(d) = fill(b, 20 + r.buffer_len()) else {
                 return false;
             };
@@ -149,16 +120,10 @@ pub fn echo_reply<B: PacketBuf>(b: &mut B, req: &[u8]) -> bool {
             let Ok(i) = icmpv6::Packet::new_checked(p.payload()) else {
                 return false;
             };
-            if i.msg_type() != icmpv6::kind::ECHO_REQUEST
-                || !i.verify_checksum(p.src_addr(), p.dst_addr())
-            {
+            if i.msg_type() != icmpv6::kind::ECHO_REQUEST || !i.verify_checksum(p.src_addr(), p.dst_addr()) {
                 return false;
             }
-            let r = icmpv6::Repr::EchoReply {
-                ident: i.echo_ident(),
-                seq_no: i.echo_seq_no(),
-                data: &p.payload()[8..],
-            };
+            let r = icmpv6::Repr::EchoReply { ident: i.echo_ident(), seq_no: i.echo_seq_no(), data: &p.payload()[8..] };
             let (src, dst) = (p.dst_addr(), p.src_addr());
             let Some(d) = fill(b, 40 + r.buffer_len()) else {
                 return false;
@@ -181,13 +146,7 @@ pub fn echo_reply<B: PacketBuf>(b: &mut B, req: &[u8]) -> bool {
 }
 
 /// A NAT keepalive: one 0xFF byte in UDP from `src` to `dst` (RFC 3948 §2.3), as an IP packet.
-pub fn keepalive<B: PacketBuf>(
-    b: &mut B,
-    src: IpAddr,
-    sport: u16,
-    dst: IpAddr,
-    dport: u16,
-) -> bool {
+pub fn keepalive<B: PacketBuf>(b: &mut B, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> bool {
     let ip_len = if src.is_ipv4() { 20 } else { 40 };
     let Some(d) = fill(b, ip_len + 9) else {
         return false;
@@ -218,12 +177,7 @@ pub fn keepalive<B: PacketBuf>(
         .emit(d),
         _ => return false,
     }
-    udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: 1,
-    }
-    .emit(&mut d[ip_len..]);
+    udp::Repr { src_port: sport, dst_port: dport, payload_len: 1 }.emit(&mut d[ip_len..]);
     d[ip_len + 8] = 0xff;
     let mut u = udp::Packet::new_unchecked(&mut d[ip_len..]);
     if src.is_ipv6() {

@@ -20,10 +20,7 @@ pub enum OfflineError {
     #[error("{path}: {source}")]
     Read { path: PathBuf, source: PcapError },
     #[error("{path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("'{0}' is not INTERFACE=FILE")]
     BadSpec(String),
 }
@@ -62,12 +59,7 @@ impl Input {
         self.next = match self.reader.next_frame(&mut buf) {
             Ok(Some(ts)) => Some((ts, buf)),
             Ok(None) => None,
-            Err(source) => {
-                return Err(OfflineError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(OfflineError::Read { path: self.path.clone(), source }),
         };
         Ok(())
     }
@@ -81,30 +73,18 @@ pub fn run(
     outputs: &[(String, PathBuf)],
 ) -> Result<Summary, OfflineError> {
     let index = |engine: &Engine<HeapPool>, name: &str| {
-        engine
-            .interface_index(name)
-            .ok_or_else(|| OfflineError::NoInterface {
-                name: name.to_string(),
-                known: engine.interface_names().collect::<Vec<_>>().join(", "),
-            })
+        engine.interface_index(name).ok_or_else(|| OfflineError::NoInterface {
+            name: name.to_string(),
+            known: engine.interface_names().collect::<Vec<_>>().join(", "),
+        })
     };
     let mut ins = Vec::new();
     for (name, path) in inputs {
         let ifidx = index(engine, name)?;
-        let f = File::open(path).map_err(|e| OfflineError::Read {
-            path: path.clone(),
-            source: PcapError::Io(e),
-        })?;
-        let reader = PcapReader::new(BufReader::new(f)).map_err(|source| OfflineError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let mut i = Input {
-            ifidx,
-            path: path.clone(),
-            reader,
-            next: None,
-        };
+        let f = File::open(path).map_err(|e| OfflineError::Read { path: path.clone(), source: PcapError::Io(e) })?;
+        let reader =
+            PcapReader::new(BufReader::new(f)).map_err(|source| OfflineError::Read { path: path.clone(), source })?;
+        let mut i = Input { ifidx, path: path.clone(), reader, next: None };
         i.advance()?;
         ins.push(i);
     }
@@ -113,21 +93,14 @@ pub fn run(
         let ifidx = index(engine, name)?;
         let w = File::create(path)
             .and_then(|f| PcapWriter::new(BufWriter::new(f)))
-            .map_err(|source| OfflineError::Write {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(|source| OfflineError::Write { path: path.clone(), source })?;
         outs[ifidx] = Some((path.clone(), w));
     }
     let mut summary = Summary::default();
     let mut last_ts = 0;
     // Merge the inputs by timestamp (the first input wins ties, so the order is stable).
-    while let Some(k) = ins
-        .iter()
-        .enumerate()
-        .filter_map(|(k, i)| i.next.as_ref().map(|(ts, _)| (*ts, k)))
-        .min()
-        .map(|(_, k)| k)
+    while let Some(k) =
+        ins.iter().enumerate().filter_map(|(k, i)| i.next.as_ref().map(|(ts, _)| (*ts, k))).min().map(|(_, k)| k)
     {
         let (ts, frame) = ins[k].next.take().unwrap_or_default();
         let ifidx = ins[k].ifidx;
@@ -145,13 +118,8 @@ pub fn run(
         drain(engine, &mut outs, last_ts, &mut summary)?;
     }
     for (path, w) in outs.iter_mut().flatten() {
-        w.flush().map_err(|source| OfflineError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        summary
-            .frames_out
-            .push((path.display().to_string(), w.frames()));
+        w.flush().map_err(|source| OfflineError::Write { path: path.clone(), source })?;
+        summary.frames_out.push((path.display().to_string(), w.frames()));
     }
     Ok(summary)
 }
@@ -167,11 +135,7 @@ fn drain(
         for b in frames {
             match out {
                 Some((path, w)) => {
-                    w.write_frame(ts, b.data())
-                        .map_err(|source| OfflineError::Write {
-                            path: path.clone(),
-                            source,
-                        })?
+                    w.write_frame(ts, b.data()).map_err(|source| OfflineError::Write { path: path.clone(), source })?
                 }
                 None => summary.frames_unwritten += 1,
             }
@@ -183,21 +147,13 @@ fn drain(
 
 /// Writes the end-of-run report: frames per interface, what the engine did, and every
 /// non-zero drop counter by reason.
-pub fn report<W: Write>(
-    engine: &Engine<HeapPool>,
-    summary: &Summary,
-    mut w: W,
-) -> std::io::Result<()> {
+pub fn report<W: Write>(engine: &Engine<HeapPool>, summary: &Summary, mut w: W) -> std::io::Result<()> {
     writeln!(w, "frames read: {}", summary.frames_in)?;
     for (path, n) in &summary.frames_out {
         writeln!(w, "frames written to {path}: {n}")?;
     }
     if summary.frames_unwritten > 0 {
-        writeln!(
-            w,
-            "frames transmitted on interfaces without --pcap-out: {}",
-            summary.frames_unwritten
-        )?;
+        writeln!(w, "frames transmitted on interfaces without --pcap-out: {}", summary.frames_unwritten)?;
     }
     writeln!(w, "interfaces:")?;
     for (name, s) in engine.interface_names().zip(&engine.if_stats) {
@@ -254,4 +210,34 @@ pub fn report<W: Write>(
 pub fn load_config(path: &Path) -> Result<crate::Config, String> {
     let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     crate::config::parse(&path.display().to_string(), &src).map_err(|e| e.to_string())
+}
+
+/// The live data plane's final report, in the offline report's shape.
+pub fn report_live<W: Write>(cfg: &crate::Config, r: &crate::live::Report, mut w: W) -> std::io::Result<()> {
+    writeln!(w, "interfaces:")?;
+    for (i, iface) in cfg.interfaces.iter().enumerate() {
+        let s = r.interface(i);
+        writeln!(
+            w,
+            "  {:<12} rx {:>8} pkts {:>10} bytes   tx {:>8} pkts {:>10} bytes",
+            iface.name, s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes
+        )?;
+    }
+    writeln!(w, "{}", r.line())?;
+    writeln!(w, "drops by reason:")?;
+    let mut any = false;
+    for &reason in DropReason::ALL {
+        let n = r.drops(reason);
+        if n != 0 {
+            any = true;
+            writeln!(w, "  {:<28} {n}", reason.name())?;
+        }
+    }
+    if !any {
+        writeln!(w, "  (none)")?;
+    }
+    for e in &r.events {
+        writeln!(w, "event: {e:?}")?;
+    }
+    Ok(())
 }

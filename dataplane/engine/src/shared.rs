@@ -80,17 +80,8 @@ impl Shared {
 
     /// The MAC address of `addr` on interface `ifidx`, if known and fresh.
     #[inline]
-    pub fn neighbor(
-        &self,
-        addr: IpAddr,
-        ifidx: usize,
-        now: u64,
-        g: &Guard,
-    ) -> Option<EthernetAddress> {
-        self.neighbors
-            .get(&addr, g)
-            .filter(|n| n.ifidx == ifidx && now < n.expires)
-            .map(|n| n.mac)
+    pub fn neighbor(&self, addr: IpAddr, ifidx: usize, now: u64, g: &Guard) -> Option<EthernetAddress> {
+        self.neighbors.get(&addr, g).filter(|n| n.ifidx == ifidx && now < n.expires).map(|n| n.mac)
     }
 
     pub fn interface_index(&self, name: &str) -> Option<usize> {
@@ -103,12 +94,7 @@ impl Shared {
 pub enum Request {
     /// ARP or ND taught us `addr`'s MAC (RFC 826: update an existing entry from any ARP,
     /// create one only when the ARP was for us).
-    Learn {
-        addr: IpAddr,
-        mac: EthernetAddress,
-        ifidx: usize,
-        now: u64,
-    },
+    Learn { addr: IpAddr, mac: EthernetAddress, ifidx: usize, now: u64 },
     /// An authenticated packet of inbound SA `spi_in` came from a new NAT mapping.
     FollowNat { spi_in: u32, new: Endpoint },
 }
@@ -118,11 +104,7 @@ pub enum Request {
 pub enum Event {
     /// An authenticated packet came from a new NAT mapping; the SAs now follow it
     /// (RFC 7296 §2.23).
-    NatMappingChanged {
-        spi_in: u32,
-        old: Endpoint,
-        new: Endpoint,
-    },
+    NatMappingChanged { spi_in: u32, old: Endpoint, new: Endpoint },
     /// A soft volume lifetime was crossed: time to rekey.
     SoftLifetime { spi: u32, direction: Direction },
     /// A path MTU was learned for an outbound SA.
@@ -140,10 +122,7 @@ pub enum EngineError {
     #[error("crypto provider '{0}' is not available; available: {1}")]
     Provider(String, String),
     #[error("{what}: {source}")]
-    Full {
-        what: &'static str,
-        source: TableFull,
-    },
+    Full { what: &'static str, source: TableFull },
 }
 
 /// The one writer of the shared tables.
@@ -174,10 +153,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_sas: DEFAULT_MAX_SAS,
-            max_neighbors: DEFAULT_MAX_NEIGHBORS,
-        }
+        Limits { max_sas: DEFAULT_MAX_SAS, max_neighbors: DEFAULT_MAX_NEIGHBORS }
     }
 }
 
@@ -199,19 +175,11 @@ impl Control {
         let mut routes = Routes::default();
         for (idx, i) in cfg.interfaces.iter().enumerate() {
             for a in &i.addresses {
-                routes.add(Route {
-                    dst: a.subnet,
-                    via: None,
-                    ifidx: idx,
-                });
+                routes.add(Route { dst: a.subnet, via: None, ifidx: idx });
             }
         }
         for r in &cfg.routes {
-            routes.add(Route {
-                dst: r.destination,
-                via: r.via,
-                ifidx: r.interface,
-            });
+            routes.add(Route { dst: r.destination, via: r.via, ifidx: r.interface });
         }
         let (sa_in_t, sa_in) = HashTable::new(limits.max_sas);
         let (sa_out_t, sa_out) = HashTable::new(limits.max_sas);
@@ -239,32 +207,14 @@ impl Control {
         let g = epoch::pin();
         for n in &cfg.neighbors {
             c.neighbors
-                .insert(
-                    n.address,
-                    Neighbor {
-                        mac: n.mac,
-                        ifidx: n.interface,
-                        expires: u64::MAX,
-                    },
-                    &g,
-                )
-                .map_err(|source| EngineError::Full {
-                    what: "neighbor table",
-                    source,
-                })?;
+                .insert(n.address, Neighbor { mac: n.mac, ifidx: n.interface, expires: u64::MAX }, &g)
+                .map_err(|source| EngineError::Full { what: "neighbor table", source })?;
         }
         for s in &cfg.sas {
             c.add_sa(s.direction, s.params.clone(), &g)?;
         }
         for p in &cfg.policies {
-            c.add_policy(
-                Policy {
-                    src: p.src,
-                    dst: p.dst,
-                    spi: p.spi,
-                },
-                &g,
-            )?;
+            c.add_policy(Policy { src: p.src, dst: p.dst, spi: p.spi }, &g)?;
         }
         Ok((c, sh))
     }
@@ -273,53 +223,28 @@ impl Control {
         &self.sh
     }
 
-    fn provider(
-        &self,
-        t: esprit_esp::Transform,
-    ) -> Result<&'static dyn CryptoProvider, EngineError> {
+    fn provider(&self, t: esprit_esp::Transform) -> Result<&'static dyn CryptoProvider, EngineError> {
         let want = &self.sh.settings.crypto;
         if want == "auto" {
             return Ok(default_provider(t));
         }
         provider_by_name(want)
             .filter(|p| p.supports(t))
-            .ok_or_else(|| {
-                EngineError::Provider(
-                    want.clone(),
-                    esprit_esp::crypto::provider_names().join(", "),
-                )
-            })
+            .ok_or_else(|| EngineError::Provider(want.clone(), esprit_esp::crypto::provider_names().join(", ")))
     }
 
     /// Installs (or replaces) an SA.
-    pub fn add_sa(
-        &mut self,
-        dir: Direction,
-        params: SaParams,
-        g: &Guard,
-    ) -> Result<(), EngineError> {
+    pub fn add_sa(&mut self, dir: Direction, params: SaParams, g: &Guard) -> Result<(), EngineError> {
         let spi = params.spi;
         let p = self.provider(params.transform)?;
         match dir {
             Direction::In => {
-                let sa =
-                    InboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
-                self.sa_in
-                    .insert(spi, sa, g)
-                    .map_err(|source| EngineError::Full {
-                        what: "inbound SA table",
-                        source,
-                    })
+                let sa = InboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                self.sa_in.insert(spi, sa, g).map_err(|source| EngineError::Full { what: "inbound SA table", source })
             }
             Direction::Out => {
-                let sa =
-                    OutboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
-                self.sa_out
-                    .insert(spi, sa, g)
-                    .map_err(|source| EngineError::Full {
-                        what: "outbound SA table",
-                        source,
-                    })
+                let sa = OutboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                self.sa_out.insert(spi, sa, g).map_err(|source| EngineError::Full { what: "outbound SA table", source })
             }
         }
     }
@@ -334,10 +259,7 @@ impl Control {
     }
 
     pub fn add_policy(&mut self, p: Policy, g: &Guard) -> Result<(), EngineError> {
-        self.policies.add(p, g).map_err(|source| EngineError::Full {
-            what: "policy table",
-            source,
-        })
+        self.policies.add(p, g).map_err(|source| EngineError::Full { what: "policy table", source })
     }
 
     pub fn delete_policy(&mut self, src: IpCidr, dst: IpCidr, g: &Guard) -> bool {
@@ -358,17 +280,10 @@ impl Control {
         let g = epoch::pin();
         for r in reqs {
             match r {
-                Request::Learn {
-                    addr,
-                    mac,
-                    ifidx,
-                    now,
-                } => {
+                Request::Learn { addr, mac, ifidx, now } => {
                     if let Some(n) = self.sh.neighbors.get(&addr, &g) {
                         if n.expires == u64::MAX
-                            || (n.mac == mac
-                                && n.ifidx == ifidx
-                                && n.expires > now + NEIGHBOR_TTL / 2)
+                            || (n.mac == mac && n.ifidx == ifidx && n.expires > now + NEIGHBOR_TTL / 2)
                         {
                             continue; // static, or fresh and unchanged
                         }
@@ -376,11 +291,7 @@ impl Control {
                     // A full table keeps its entries; the lookup then fails and is counted.
                     let _ = self.neighbors.insert(
                         addr,
-                        Neighbor {
-                            mac,
-                            ifidx,
-                            expires: now.saturating_add(NEIGHBOR_TTL),
-                        },
+                        Neighbor { mac, ifidx, expires: now.saturating_add(NEIGHBOR_TTL) },
                         &g,
                     );
                 }
@@ -408,8 +319,7 @@ impl Control {
             }
         });
         self.nat_mapping_changes += 1;
-        self.events
-            .push(Event::NatMappingChanged { spi_in, old, new });
+        self.events.push(Event::NatMappingChanged { spi_in, old, new });
     }
 
     /// Forgets expired dynamic neighbors (call every few seconds).
@@ -453,8 +363,7 @@ impl ResolveLimiter {
             Some(&t) if now < t.saturating_add(INTERVAL) => false,
             _ => {
                 if self.requested.len() > 4096 {
-                    self.requested
-                        .retain(|_, t| now < t.saturating_add(INTERVAL));
+                    self.requested.retain(|_, t| now < t.saturating_add(INTERVAL));
                 }
                 self.requested.insert(addr, now);
                 true

@@ -25,16 +25,12 @@ impl Routes {
     pub fn add(&mut self, r: Route) {
         self.v.push(r);
         // Stable sort: for equal prefixes the first configured wins.
-        self.v
-            .sort_by_key(|r| std::cmp::Reverse(r.dst.prefix_len()));
+        self.v.sort_by_key(|r| std::cmp::Reverse(r.dst.prefix_len()));
     }
 
     /// The interface and next-hop address toward `dst`.
     pub fn lookup(&self, dst: IpAddr) -> Option<(usize, IpAddr)> {
-        self.v
-            .iter()
-            .find(|r| r.dst.contains(dst))
-            .map(|r| (r.ifidx, r.via.unwrap_or(dst)))
+        self.v.iter().find(|r| r.dst.contains(dst)).map(|r| (r.ifidx, r.via.unwrap_or(dst)))
     }
 }
 
@@ -52,21 +48,9 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let mut r = Routes::default();
-        r.add(Route {
-            dst: c("0.0.0.0/0"),
-            via: Some(a("198.51.100.254")),
-            ifidx: 0,
-        });
-        r.add(Route {
-            dst: c("10.1.0.0/16"),
-            via: None,
-            ifidx: 1,
-        });
-        r.add(Route {
-            dst: c("10.1.2.0/24"),
-            via: Some(a("10.1.0.9")),
-            ifidx: 1,
-        });
+        r.add(Route { dst: c("0.0.0.0/0"), via: Some(a("198.51.100.254")), ifidx: 0 });
+        r.add(Route { dst: c("10.1.0.0/16"), via: None, ifidx: 1 });
+        r.add(Route { dst: c("10.1.2.0/24"), via: Some(a("10.1.0.9")), ifidx: 1 });
         assert_eq!(r.lookup(a("10.1.2.3")), Some((1, a("10.1.0.9"))));
         assert_eq!(r.lookup(a("10.1.7.7")), Some((1, a("10.1.7.7"))));
         assert_eq!(r.lookup(a("8.8.8.8")), Some((0, a("198.51.100.254"))));

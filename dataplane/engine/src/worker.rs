@@ -88,6 +88,17 @@ pub struct Punted<B> {
 
 type Batch<B, M> = ArrayVec<(B, M), MAX_BURST>;
 
+/// Packets held per worker while their next hop is resolved.
+const MAX_UNRESOLVED: usize = 64;
+
+/// A packet waiting for its next hop's MAC address.
+struct Unresolved<B> {
+    ifidx: usize,
+    nh: IpAddr,
+    deadline: u64,
+    buf: B,
+}
+
 /// Per-burst state passed down the call chain: the shared tables and the pinned epoch.
 struct Cx<'a> {
     sh: &'a Shared,
@@ -106,6 +117,7 @@ pub struct Worker<P: BufPool> {
     last_keepalive: HashMap<u32, u64>,
     next_keepalive_scan: u64,
     pool: P,
+    unresolved: Vec<Unresolved<P::Buf>>,
     tx: Vec<Vec<P::Buf>>,
     /// IKE datagrams for the control plane, if one is attached.
     pub punted: Vec<Punted<P::Buf>>,
@@ -138,6 +150,7 @@ impl<P: BufPool> Worker<P> {
             last_keepalive: HashMap::new(),
             next_keepalive_scan: 0,
             tx: sh.ifs.iter().map(|_| Vec::new()).collect(),
+            unresolved: Vec::new(),
             if_stats: vec![IfStats::default(); sh.ifs.len()],
             keepalive_duty,
             pool,
@@ -169,6 +182,11 @@ impl<P: BufPool> Worker<P> {
         &mut self.tx[ifidx]
     }
 
+    /// Packets held while their next hop is resolved.
+    pub fn held(&self) -> usize {
+        self.unresolved.len()
+    }
+
     fn drop_pkt(&mut self, b: P::Buf, r: DropReason) {
         self.drops.inc(r);
         self.pool.free(b);
@@ -178,11 +196,7 @@ impl<P: BufPool> Worker<P> {
     pub fn rx(&mut self, ifidx: usize, frames: impl IntoIterator<Item = P::Buf>, now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
-        let cx = Cx {
-            sh: &sh,
-            g: &g,
-            now,
-        };
+        let cx = Cx { sh: &sh, g: &g, now };
         let role = sh.ifs[ifidx].role;
         let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
         let mut esp_spi = 0u32;
@@ -258,12 +272,7 @@ impl<P: BufPool> Worker<P> {
         let ours = cx.sh.ifs[ifidx].addrs.contains(&target);
         // RFC 826: update an existing entry from any ARP; add one when it is for us.
         if ours || cx.sh.neighbors.get(&sender, cx.g).is_some() {
-            self.requests.push(Request::Learn {
-                addr: sender,
-                mac: r.source_hardware_addr,
-                ifidx,
-                now: cx.now,
-            });
+            self.requests.push(Request::Learn { addr: sender, mac: r.source_hardware_addr, ifidx, now: cx.now });
         }
         if !ours || r.operation != arp::Operation::Request {
             self.pool.free(b);
@@ -293,7 +302,7 @@ impl<P: BufPool> Worker<P> {
     }
 
     /// Routes an IP packet out: next hop, neighbor, Ethernet header, transmit queue.
-    fn route_out(&mut self, cx: &Cx<'_>, mut b: P::Buf) {
+    fn route_out(&mut self, cx: &Cx<'_>, b: P::Buf) {
         let Some(dst) = dst_addr(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
@@ -302,17 +311,37 @@ impl<P: BufPool> Worker<P> {
         };
         let Some(mac) = cx.sh.neighbor(nh, ifidx, cx.now, cx.g) else {
             self.resolve(cx, ifidx, nh);
+            // Hold the packet while the neighbor is resolved (as Linux's unres_qlen does),
+            // a few per worker and for at most a second.
+            if self.unresolved.len() < MAX_UNRESOLVED {
+                self.unresolved.push(Unresolved { ifidx, nh, deadline: cx.now + SEC, buf: b });
+                return;
+            }
             return self.drop_pkt(b, DropReason::NoNeighbor);
         };
-        let et = if dst.is_ipv4() {
-            ethernet::ethertype::IPV4
-        } else {
-            ethernet::ethertype::IPV6
-        };
+        self.emit(cx, ifidx, mac, b);
+    }
+
+    fn emit(&mut self, cx: &Cx<'_>, ifidx: usize, mac: EthernetAddress, mut b: P::Buf) {
+        let et = if b.data()[0] >> 4 == 4 { ethernet::ethertype::IPV4 } else { ethernet::ethertype::IPV6 };
         if !local::push_ethernet(&mut b, cx.sh.ifs[ifidx].mac, mac, et) {
             return self.drop_pkt(b, DropReason::NoBufferRoom);
         }
         self.send_frame(ifidx, b);
+    }
+
+    /// Sends held packets whose neighbor is now known; drops those that waited too long.
+    fn retry_unresolved(&mut self, cx: &Cx<'_>) {
+        if self.unresolved.is_empty() {
+            return;
+        }
+        for u in std::mem::take(&mut self.unresolved) {
+            match cx.sh.neighbor(u.nh, u.ifidx, cx.now, cx.g) {
+                Some(mac) => self.emit(cx, u.ifidx, mac, u.buf),
+                None if cx.now >= u.deadline => self.drop_pkt(u.buf, DropReason::NoNeighbor),
+                None => self.unresolved.push(u),
+            }
+        }
     }
 
     /// Sends an ARP request or a neighbor solicitation for `addr` (rate-limited).
@@ -327,23 +356,14 @@ impl<P: BufPool> Worker<P> {
         let mac = iface.mac;
         let ok = match addr {
             IpAddr::V4(a) => {
-                let Some(IpAddr::V4(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv4)
-                else {
+                let Some(IpAddr::V4(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv4) else {
                     return self.pool.free(b);
                 };
                 self.counters.arp_requests_tx += 1;
-                local::arp_frame(
-                    &mut b,
-                    arp::Operation::Request,
-                    mac,
-                    src,
-                    EthernetAddress::BROADCAST,
-                    a,
-                )
+                local::arp_frame(&mut b, arp::Operation::Request, mac, src, EthernetAddress::BROADCAST, a)
             }
             IpAddr::V6(a) => {
-                let Some(IpAddr::V6(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv6)
-                else {
+                let Some(IpAddr::V6(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv6) else {
                     return self.pool.free(b);
                 };
                 self.counters.nd_solicits_tx += 1;
@@ -369,49 +389,20 @@ impl<P: BufPool> Worker<P> {
 
     /// Classifies an outside IP packet. ESP is returned for batching; everything else is
     /// handled here.
-    fn outside_ip(
-        &mut self,
-        cx: &Cx<'_>,
-        ifidx: usize,
-        b: P::Buf,
-    ) -> Option<(P::Buf, u32, InboundMeta)> {
+    fn outside_ip(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, u32, InboundMeta)> {
         let class = classify(b.data(), |a| cx.sh.is_local(a));
         match class {
-            Class::Esp {
-                spi,
-                esp_offset,
-                src,
-                dst,
-                udp,
-            } => match cx.sh.sa_in.get(&spi, cx.g) {
-                Some(sa) if sa.params().local == dst => Some((
-                    b,
-                    spi,
-                    InboundMeta {
-                        esp_offset,
-                        src,
-                        udp,
-                    },
-                )),
+            Class::Esp { spi, esp_offset, src, dst, udp } => match cx.sh.sa_in.get(&spi, cx.g) {
+                Some(sa) if sa.params().local == dst => Some((b, spi, InboundMeta { esp_offset, src, udp })),
                 _ => {
                     self.drop_pkt(b, DropReason::EspNoSa);
                     None
                 }
             },
-            Class::Ike {
-                src,
-                dst,
-                ike_offset,
-            } => {
+            Class::Ike { src, dst, ike_offset } => {
                 if self.ike_listener {
                     self.counters.ike_punted += 1;
-                    self.punted.push(Punted {
-                        src,
-                        dst,
-                        ifidx,
-                        buf: b,
-                        ike_offset,
-                    });
+                    self.punted.push(Punted { src, dst, ifidx, buf: b, ike_offset });
                 } else {
                     self.drop_pkt(b, DropReason::IkeNoListener);
                 }
@@ -440,16 +431,8 @@ impl<P: BufPool> Worker<P> {
         }
     }
 
-    fn reassemble(
-        &mut self,
-        cx: &Cx<'_>,
-        ifidx: usize,
-        b: P::Buf,
-    ) -> Option<(P::Buf, u32, InboundMeta)> {
-        let r = self
-            .reasm
-            .push(b.data(), cx.now)
-            .map(|o| o.map(<[u8]>::to_vec));
+    fn reassemble(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, u32, InboundMeta)> {
+        let r = self.reasm.push(b.data(), cx.now).map(|o| o.map(<[u8]>::to_vec));
         match r {
             Err(reason) => {
                 self.drop_pkt(b, reason);
@@ -484,11 +467,7 @@ impl<P: BufPool> Worker<P> {
     /// carry the SPI.
     fn apply_pmtu(&mut self, cx: &Cx<'_>, info: PmtuInfo) {
         let st = &cx.sh.settings;
-        let min = if info.peer.addr.is_ipv4() {
-            st.pmtu_min
-        } else {
-            esprit_esp::sa::MIN_PMTU_V6
-        };
+        let min = if info.peer.addr.is_ipv4() { st.pmtu_min } else { esprit_esp::sa::MIN_PMTU_V6 };
         let ttl = st.pmtu_timeout * SEC;
         let mut learned = Vec::new();
         let mut consider = |spi: u32, sa: &esprit_esp::sa::OutboundSa| {
@@ -517,39 +496,22 @@ impl<P: BufPool> Worker<P> {
 
     fn icmp_local(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) {
         enum Nd {
-            Solicit(
-                std::net::Ipv6Addr,
-                std::net::Ipv6Addr,
-                Option<EthernetAddress>,
-            ),
+            Solicit(std::net::Ipv6Addr, std::net::Ipv6Addr, Option<EthernetAddress>),
             Advert(std::net::Ipv6Addr, EthernetAddress),
         }
         let nd = ipv6::Packet::new_checked(b.data()).ok().and_then(|p| {
             let i = icmpv6::Packet::new_checked(p.payload()).ok()?;
             match icmpv6::Repr::parse(&i, p.src_addr(), p.dst_addr()).ok()? {
-                icmpv6::Repr::NeighborSolicit { target, lladdr } => {
-                    Some(Nd::Solicit(p.src_addr(), target, lladdr))
-                }
-                icmpv6::Repr::NeighborAdvert {
-                    target,
-                    lladdr: Some(mac),
-                    ..
-                } => Some(Nd::Advert(target, mac)),
+                icmpv6::Repr::NeighborSolicit { target, lladdr } => Some(Nd::Solicit(p.src_addr(), target, lladdr)),
+                icmpv6::Repr::NeighborAdvert { target, lladdr: Some(mac), .. } => Some(Nd::Advert(target, mac)),
                 _ => None,
             }
         });
         match nd {
-            Some(Nd::Solicit(src, target, lladdr)) => {
-                return self.nd_solicit(cx, ifidx, b, src, target, lladdr)
-            }
+            Some(Nd::Solicit(src, target, lladdr)) => return self.nd_solicit(cx, ifidx, b, src, target, lladdr),
             Some(Nd::Advert(target, mac)) => {
                 self.counters.nd_rx += 1;
-                self.requests.push(Request::Learn {
-                    addr: IpAddr::V6(target),
-                    mac,
-                    ifidx,
-                    now: cx.now,
-                });
+                self.requests.push(Request::Learn { addr: IpAddr::V6(target), mac, ifidx, now: cx.now });
                 return self.pool.free(b);
             }
             None => {}
@@ -579,20 +541,12 @@ impl<P: BufPool> Worker<P> {
             return self.drop_pkt(b, DropReason::IcmpIgnored);
         };
         if !src.is_unspecified() {
-            self.requests.push(Request::Learn {
-                addr: IpAddr::V6(src),
-                mac,
-                ifidx,
-                now: cx.now,
-            });
+            self.requests.push(Request::Learn { addr: IpAddr::V6(src), mac, ifidx, now: cx.now });
         }
         let our = cx.sh.ifs[ifidx].mac;
         let all_nodes = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
-        let (to, to_mac) = if src.is_unspecified() {
-            (all_nodes, EthernetAddress::ipv6_multicast(all_nodes))
-        } else {
-            (src, mac)
-        };
+        let (to, to_mac) =
+            if src.is_unspecified() { (all_nodes, EthernetAddress::ipv6_multicast(all_nodes)) } else { (src, mac) };
         let ok = local::nd_packet(&mut b, Some(to), our, target, target).is_some()
             && local::push_ethernet(&mut b, our, to_mac, ethernet::ethertype::IPV6);
         if ok {
@@ -652,10 +606,7 @@ impl<P: BufPool> Worker<P> {
         let sum = sa.decap_burst(&mut bufs, &metas, &mut res[..n], cx.now);
         let encap = sa.is_udp_encap();
         if sum.soft_expired {
-            self.events.push(Event::SoftLifetime {
-                spi,
-                direction: Direction::In,
-            });
+            self.events.push(Event::SoftLifetime { spi, direction: Direction::In });
         }
         let mut moved = None;
         for ((b, m), r) in bufs.into_iter().zip(metas).zip(res) {
@@ -664,10 +615,7 @@ impl<P: BufPool> Worker<P> {
                     self.counters.esp_decrypted += 1;
                     if d.peer_changed && encap && moved != Some(m.src) {
                         moved = Some(m.src);
-                        self.requests.push(Request::FollowNat {
-                            spi_in: spi,
-                            new: m.src,
-                        });
+                        self.requests.push(Request::FollowNat { spi_in: spi, new: m.src });
                     }
                     let mut b = b;
                     if cx.sh.settings.mss_clamp {
@@ -681,13 +629,7 @@ impl<P: BufPool> Worker<P> {
     }
 
     /// A decrypted inner packet: to us, back into a tunnel, or routed to the inside.
-    fn deliver_inner(
-        &mut self,
-        cx: &Cx<'_>,
-        b: P::Buf,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
-    ) {
+    fn deliver_inner(&mut self, cx: &Cx<'_>, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
         if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
             return self.local_in(cx, b);
         }
@@ -698,9 +640,8 @@ impl<P: BufPool> Worker<P> {
         let is_echo = match b.data()[0] >> 4 {
             4 => ipv4::Packet::new_checked(b.data())
                 .is_ok_and(|p| p.protocol() == ip_proto::ICMP && p.payload().first() == Some(&8)),
-            _ => ipv6::Packet::new_checked(b.data()).is_ok_and(|p| {
-                p.next_header() == ip_proto::ICMPV6 && p.payload().first() == Some(&128)
-            }),
+            _ => ipv6::Packet::new_checked(b.data())
+                .is_ok_and(|p| p.next_header() == ip_proto::ICMPV6 && p.payload().first() == Some(&128)),
         };
         if is_echo {
             self.echo(cx, b);
@@ -711,14 +652,7 @@ impl<P: BufPool> Worker<P> {
 
     // ---- inside
 
-    fn inside_ip(
-        &mut self,
-        cx: &Cx<'_>,
-        ifidx: usize,
-        b: P::Buf,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
-    ) {
+    fn inside_ip(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
         let d = b.data();
         let ok = match d.first().map(|v| v >> 4) {
             Some(4) => match ipv4::Packet::new_checked(d) {
@@ -726,9 +660,7 @@ impl<P: BufPool> Worker<P> {
                 Ok(_) => Ok(()),
                 Err(_) => Err(DropReason::Ipv4Malformed),
             },
-            Some(6) => ipv6::Packet::new_checked(d)
-                .map(|_| ())
-                .map_err(|_| DropReason::Ipv6Malformed),
+            Some(6) => ipv6::Packet::new_checked(d).map(|_| ()).map_err(|_| DropReason::Ipv6Malformed),
             _ => Err(DropReason::IpBadVersion),
         };
         if let Err(r) = ok {
@@ -736,10 +668,8 @@ impl<P: BufPool> Worker<P> {
         }
         // ND and pings to our own addresses.
         if b.data()[0] >> 4 == 6 {
-            let nd = ipv6::Packet::new_checked(b.data()).is_ok_and(|p| {
-                p.next_header() == ip_proto::ICMPV6
-                    && matches!(p.payload().first(), Some(135 | 136))
-            });
+            let nd = ipv6::Packet::new_checked(b.data())
+                .is_ok_and(|p| p.next_header() == ip_proto::ICMPV6 && matches!(p.payload().first(), Some(135 | 136)));
             if nd {
                 return self.icmp_local(cx, ifidx, b);
             }
@@ -753,14 +683,7 @@ impl<P: BufPool> Worker<P> {
     /// Forwards an IP packet that is not for us: TTL, then a protecting policy (encrypt) or,
     /// for packets out of a tunnel, a route to the inside. The TTL is decremented after the
     /// MTU decision, so an ICMP error quotes the packet as it arrived (as Linux does).
-    fn forward(
-        &mut self,
-        cx: &Cx<'_>,
-        b: P::Buf,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
-        from_tunnel: bool,
-    ) {
+    fn forward(&mut self, cx: &Cx<'_>, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32, from_tunnel: bool) {
         let Some((src, dst)) = addrs(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
@@ -771,10 +694,7 @@ impl<P: BufPool> Worker<P> {
         match cx.sh.policies.lookup(src, dst, cx.g) {
             Some(spi) => self.protect(cx, spi, b, transit, out, out_spi),
             None => {
-                let toward_inside = cx
-                    .sh
-                    .route(dst, cx.g)
-                    .is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
+                let toward_inside = cx.sh.route(dst, cx.g).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
                 if (from_tunnel || !transit) && toward_inside {
                     let mut b = b;
                     if transit {
@@ -801,10 +721,7 @@ impl<P: BufPool> Worker<P> {
         let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
             return self.drop_pkt(b, DropReason::PolicyNoSa);
         };
-        let link = cx
-            .sh
-            .route(sa.peer().addr, cx.g)
-            .map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
+        let link = cx.sh.route(sa.peer().addr, cx.g).map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
         if link == 0 {
             return self.drop_pkt(b, DropReason::NoRoute);
         }
@@ -824,14 +741,7 @@ impl<P: BufPool> Worker<P> {
         self.queue_out(cx, spi, b, out, out_spi);
     }
 
-    fn queue_out(
-        &mut self,
-        cx: &Cx<'_>,
-        spi: u32,
-        b: P::Buf,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
-    ) {
+    fn queue_out(&mut self, cx: &Cx<'_>, spi: u32, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
         if (out.is_full() || spi != *out_spi) && !out.is_empty() {
             let s = *out_spi;
             self.flush_outbound(cx, s, out);
@@ -852,8 +762,7 @@ impl<P: BufPool> Worker<P> {
         out: &mut Batch<P::Buf, ()>,
         out_spi: &mut u32,
     ) {
-        let fragmentable =
-            b.data()[0] >> 4 == 4 && !ipv4::Packet::new_unchecked(b.data()).dont_frag();
+        let fragmentable = b.data()[0] >> 4 == 4 && !ipv4::Packet::new_unchecked(b.data()).dont_frag();
         if fragmentable && transit {
             decrement_ttl(b.data_mut());
         }
@@ -882,9 +791,7 @@ impl<P: BufPool> Worker<P> {
                 }
                 self.pool.free(b);
             }
-            Err(FragError::DontFragment) | Err(FragError::Malformed) => {
-                self.icmp_too_big(cx, b, mtu)
-            }
+            Err(FragError::DontFragment) | Err(FragError::Malformed) => self.icmp_too_big(cx, b, mtu),
             Err(_) => self.drop_pkt(b, DropReason::TooBig),
         }
     }
@@ -899,12 +806,10 @@ impl<P: BufPool> Worker<P> {
         };
         let r = match (b.data()[0] >> 4, icmp_source(cx, b.data())) {
             (4, Some(IpAddr::V4(s))) => {
-                icmp::frag_needed_v4(&mut e, s, b.data(), mtu.min(u16::MAX as u32) as u16)
-                    .map(|_| 4)
+                icmp::frag_needed_v4(&mut e, s, b.data(), mtu.min(u16::MAX as u32) as u16).map(|_| 4)
             }
             (6, Some(IpAddr::V6(s))) => {
-                icmp::packet_too_big_v6(&mut e, s, b.data(), mtu.max(ipv6::MIN_MTU as u32))
-                    .map(|_| 6)
+                icmp::packet_too_big_v6(&mut e, s, b.data(), mtu.max(ipv6::MIN_MTU as u32)).map(|_| 6)
             }
             _ => Err(icmp::Suppressed::Malformed),
         };
@@ -948,18 +853,8 @@ impl<P: BufPool> Worker<P> {
     /// transform and encapsulation over the outside link MTU), so the reply direction never
     /// needs fragmentation either.
     fn clamp_inbound(&mut self, cx: &Cx<'_>, p: &esprit_esp::sa::SaParams, b: &mut P::Buf) {
-        let link = cx
-            .sh
-            .ifs
-            .iter()
-            .find(|i| i.addrs.contains(&p.local))
-            .map_or(1500, |i| i.mtu);
-        let mtu = esprit_esp::mtu::max_inner(
-            link,
-            p.local.is_ipv6(),
-            p.encap.is_some(),
-            p.transform.layout(),
-        );
+        let link = cx.sh.ifs.iter().find(|i| i.addrs.contains(&p.local)).map_or(1500, |i| i.mtu);
+        let mtu = esprit_esp::mtu::max_inner(link, p.local.is_ipv6(), p.encap.is_some(), p.transform.layout());
         let v6 = b.data()[0] >> 4 == 6;
         if esprit_esp::mss::clamp(b.data_mut(), esprit_esp::mss::mss_for_mtu(mtu, v6)) {
             self.counters.mss_clamped += 1;
@@ -979,10 +874,7 @@ impl<P: BufPool> Worker<P> {
         let before = sa.seq_remaining();
         let sum = sa.encap_burst(&mut bufs, &mut res[..n], cx.now);
         if sum.soft_expired {
-            self.events.push(Event::SoftLifetime {
-                spi,
-                direction: Direction::Out,
-            });
+            self.events.push(Event::SoftLifetime { spi, direction: Direction::Out });
         }
         if before >= SEQ_LOW_WATER && sa.seq_remaining() < SEQ_LOW_WATER {
             self.events.push(Event::SeqNearExhaustion { spi });
@@ -1005,6 +897,11 @@ impl<P: BufPool> Worker<P> {
     pub fn poll(&mut self, now: u64) {
         let timeouts = self.reasm.expire(now);
         self.drops.add(DropReason::FragTimeout, timeouts);
+        if !self.unresolved.is_empty() {
+            let sh = self.sh.clone();
+            let g = epoch::pin();
+            self.retry_unresolved(&Cx { sh: &sh, g: &g, now });
+        }
         let interval = self.sh.settings.keepalive_interval * SEC;
         if interval == 0 || !self.keepalive_duty || now < self.next_keepalive_scan {
             return;
@@ -1012,11 +909,7 @@ impl<P: BufPool> Worker<P> {
         self.next_keepalive_scan = now + SEC;
         let sh = self.sh.clone();
         let g = epoch::pin();
-        let cx = Cx {
-            sh: &sh,
-            g: &g,
-            now,
-        };
+        let cx = Cx { sh: &sh, g: &g, now };
         let mut due = Vec::new();
         let mut seen = Vec::new();
         sh.sa_out.for_each(&g, |spi, sa| {
@@ -1028,10 +921,7 @@ impl<P: BufPool> Worker<P> {
             match self.last_keepalive.get(spi) {
                 None => due.push((*spi, None)),
                 Some(&sent) => {
-                    let used = sa
-                        .stats
-                        .last_used
-                        .load(std::sync::atomic::Ordering::Relaxed);
+                    let used = sa.stats.last_used.load(std::sync::atomic::Ordering::Relaxed);
                     if now >= sent.max(used).saturating_add(interval) {
                         let sport = sa.params().encap.map_or(4500, |e| e.local_port);
                         due.push((*spi, Some((sa.params().local, sport, sa.peer()))));
@@ -1067,13 +957,7 @@ impl<P: BufPool> Worker<P> {
 fn icmp_source(cx: &Cx<'_>, pkt: &[u8]) -> Option<IpAddr> {
     let (src, dst) = addrs(pkt)?;
     let v4 = src.is_ipv4();
-    let pick = |i: usize| {
-        cx.sh.ifs[i]
-            .addrs
-            .iter()
-            .copied()
-            .find(|a| a.is_ipv4() == v4)
-    };
+    let pick = |i: usize| cx.sh.ifs[i].addrs.iter().copied().find(|a| a.is_ipv4() == v4);
     cx.sh
         .route(src, cx.g)
         .and_then(|(i, _)| pick(i))

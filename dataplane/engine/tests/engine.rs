@@ -100,29 +100,14 @@ struct Client {
 }
 
 fn client(cfg: &Config) -> Client {
-    let mut p_in = cfg
-        .sas
-        .iter()
-        .find(|s| s.params.spi == 0x1001)
-        .unwrap()
-        .params
-        .clone();
-    let mut p_out = cfg
-        .sas
-        .iter()
-        .find(|s| s.params.spi == 0x2002)
-        .unwrap()
-        .params
-        .clone();
+    let mut p_in = cfg.sas.iter().find(|s| s.params.spi == 0x1001).unwrap().params.clone();
+    let mut p_out = cfg.sas.iter().find(|s| s.params.spi == 0x2002).unwrap().params.clone();
     // The client's view: endpoints and selectors swapped. It sits behind a NAT that maps
     // its 192.168.1.10:4500 to 203.0.113.7:34567; the gateway only ever sees the mapping.
     for p in [&mut p_in, &mut p_out] {
         std::mem::swap(&mut p.local, &mut p.remote);
         std::mem::swap(&mut p.local_ts, &mut p.remote_ts);
-        p.encap = p.encap.map(|e| esprit_esp::sa::UdpEncap {
-            local_port: e.remote_port,
-            remote_port: e.local_port,
-        });
+        p.encap = p.encap.map(|e| esprit_esp::sa::UdpEncap { local_port: e.remote_port, remote_port: e.local_port });
     }
     Client {
         tx: OutboundSa::new(p_in, default_provider(Transform::Aes128Gcm16)).unwrap(),
@@ -132,26 +117,12 @@ fn client(cfg: &Config) -> Client {
 
 fn eth(dst: &str, src: &str, ethertype: u16, payload: &[u8]) -> HeapBuf {
     let mut f = vec![0u8; 14 + payload.len()];
-    ethernet::Repr {
-        src: mac(src),
-        dst: mac(dst),
-        vlan: None,
-        ethertype,
-    }
-    .emit(&mut f);
+    ethernet::Repr { src: mac(src), dst: mac(dst), vlan: None, ethertype }.emit(&mut f);
     f[14..].copy_from_slice(payload);
     HeapBuf::from_slice(&f)
 }
 
-fn udp4(
-    src: &str,
-    dst: &str,
-    sport: u16,
-    dport: u16,
-    payload: &[u8],
-    df: bool,
-    ttl: u8,
-) -> Vec<u8> {
+fn udp4(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8], df: bool, ttl: u8) -> Vec<u8> {
     let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
     let mut p = vec![0u8; 28 + payload.len()];
     ipv4::Repr {
@@ -167,12 +138,7 @@ fn udp4(
         frag_offset: 0,
     }
     .emit(&mut p);
-    udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: payload.len(),
-    }
-    .emit(&mut p[20..]);
+    udp::Repr { src_port: sport, dst_port: dport, payload_len: payload.len() }.emit(&mut p[20..]);
     p[28..].copy_from_slice(payload);
     udp::Packet::new_unchecked(&mut p[20..]).fill_checksum(IpAddr::V4(s), IpAddr::V4(d));
     p
@@ -212,14 +178,8 @@ fn client_open(c: &Client, frame: &[u8]) -> Result<Vec<u8>, DropReason> {
     assert_eq!(ip.dst_addr(), "203.0.113.7".parse::<Ipv4Addr>().unwrap());
     let u = udp::Packet::new_checked(ip.payload()).unwrap();
     assert_eq!(u.src_port(), 4500);
-    let meta = InboundMeta {
-        esp_offset: 28,
-        src: Endpoint {
-            addr: "198.51.100.1".parse().unwrap(),
-            port: 4500,
-        },
-        udp: true,
-    };
+    let meta =
+        InboundMeta { esp_offset: 28, src: Endpoint { addr: "198.51.100.1".parse().unwrap(), port: 4500 }, udp: true };
     let mut b = [HeapBuf::from_slice(f.payload())];
     let mut r = [Err(DropReason::NoBuffer)];
     c.rx.decap_burst(&mut b, &[meta], &mut r, 0);
@@ -245,11 +205,7 @@ fn client_to_server_and_back() {
     assert_eq!((f.dst_addr(), f.src_addr()), (mac(SERVER), mac(GW_LAN)));
     let mut want = req.clone();
     ipv4::Packet::new_unchecked(&mut want[..]).decrement_ttl();
-    assert_eq!(
-        f.payload(),
-        &want[..],
-        "inner packet forwarded with TTL - 1"
-    );
+    assert_eq!(f.payload(), &want[..], "inner packet forwarded with TTL - 1");
 
     let reply = udp4("10.1.0.5", "10.9.0.2", 7, 5000, b"hello client", true, 64);
     e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &reply)], SEC);
@@ -269,13 +225,7 @@ fn icmp_of(frame: &[u8]) -> (Ipv4Addr, u8, u8, u16, Vec<u8>) {
     assert!(ip.verify_checksum());
     let i = icmpv4::Packet::new_checked(ip.payload()).unwrap();
     assert!(i.verify_checksum());
-    (
-        ip.dst_addr(),
-        i.msg_type(),
-        i.msg_code(),
-        i.next_hop_mtu(),
-        i.data().to_vec(),
-    )
+    (ip.dst_addr(), i.msg_type(), i.msg_code(), i.next_hop_mtu(), i.data().to_vec())
 }
 
 /// Seed 004, "complex scenario": the tunnel MTU is reported to the sender, then a router
@@ -285,32 +235,15 @@ fn icmp_of(frame: &[u8]) -> (Ipv4Addr, u8, u8, u16, Vec<u8>) {
 fn path_mtu_story() {
     let cfg = config("");
     let mut e = engine(&cfg);
-    let big = |len: usize| {
-        udp4(
-            "10.1.0.5",
-            "10.9.0.2",
-            7,
-            5000,
-            &vec![0x5a; len - 28],
-            true,
-            64,
-        )
-    };
+    let big = |len: usize| udp4("10.1.0.5", "10.9.0.2", 7, 5000, &vec![0x5a; len - 28], true, 64);
     let gcm = Transform::Aes128Gcm16.layout();
     // 1500-byte packet with DF: 1438 fits aes128gcm16 with NAT-T in 1500.
     e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &big(1500))], SEC);
     let lan = take(&mut e, "lan");
     assert_eq!(lan.len(), 1);
     let (to, t, code, mtu, quoted) = icmp_of(&lan[0]);
-    assert_eq!(
-        (to, t, code, mtu),
-        ("10.1.0.5".parse().unwrap(), 3, 4, 1438)
-    );
-    assert_eq!(
-        &quoted[..20],
-        &big(1500)[..20],
-        "quotes the offending header"
-    );
+    assert_eq!((to, t, code, mtu), ("10.1.0.5".parse().unwrap(), 3, 4, 1438));
+    assert_eq!(&quoted[..20], &big(1500)[..20], "quotes the offending header");
     assert_eq!(e.drops.get(DropReason::TooBig), 1);
     assert!(take(&mut e, "wan").is_empty());
     // A 1438-byte packet fits: one ESP packet of exactly 1500 bytes.
@@ -319,11 +252,7 @@ fn path_mtu_story() {
     assert_eq!(wan[0].len(), 14 + 1500);
     // The NAT router (MTU 1000 on its LAN) reports fragmentation-needed about it.
     let esp_ip = &wan[0][14..];
-    let icmp = icmpv4::Repr::DstUnreachable {
-        code: 4,
-        next_hop_mtu: 1000,
-        quoted: &esp_ip[..548],
-    };
+    let icmp = icmpv4::Repr::DstUnreachable { code: 4, next_hop_mtu: 1000, quoted: &esp_ip[..548] };
     let mut pkt = vec![0u8; 20 + icmp.buffer_len()];
     ipv4::Repr {
         src: "192.0.2.1".parse().unwrap(),
@@ -341,25 +270,15 @@ fn path_mtu_story() {
     icmp.emit(&mut pkt[20..]);
     e.rx(0, [eth(GW_WAN, ROUTER, 0x0800, &pkt)], 2 * SEC);
     assert_eq!(e.counters.pmtu_updates, 1);
-    assert!(e.events.contains(&Event::PmtuLearned {
-        spi: 0x2002,
-        mtu: 1000
-    }));
+    assert!(e.events.contains(&Event::PmtuLearned { spi: 0x2002, mtu: 1000 }));
     // The next 1438-byte packet is refused with the overhead-adjusted smaller MTU.
     e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &big(1438))], 3 * SEC);
     let lan = take(&mut e, "lan");
     let (_, _, _, mtu, _) = icmp_of(&lan[0]);
-    assert_eq!(
-        mtu as u32,
-        esprit_esp::mtu::max_inner(1000, false, true, gcm)
-    );
+    assert_eq!(mtu as u32, esprit_esp::mtu::max_inner(1000, false, true, gcm));
     assert_eq!(mtu, 938);
     // Learned path MTUs age out (10 minutes by default).
-    e.rx(
-        1,
-        [eth(GW_LAN, SERVER, 0x0800, &big(1438))],
-        3 * SEC + 601 * SEC,
-    );
+    e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &big(1438))], 3 * SEC + 601 * SEC);
     assert!(take(&mut e, "lan").is_empty());
     assert_eq!(take(&mut e, "wan").len(), 1);
 }
@@ -369,15 +288,7 @@ fn inner_ipv4_without_df_is_fragmented_before_encryption() {
     let cfg = config("");
     let c = client(&cfg);
     let mut e = engine(&cfg);
-    let pkt = udp4(
-        "10.1.0.5",
-        "10.9.0.2",
-        7,
-        5000,
-        &(0..2972).map(|i| i as u8).collect::<Vec<_>>(),
-        false,
-        64,
-    );
+    let pkt = udp4("10.1.0.5", "10.9.0.2", 7, 5000, &(0..2972).map(|i| i as u8).collect::<Vec<_>>(), false, 64);
     e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &pkt)], SEC);
     let wan = take(&mut e, "wan");
     assert_eq!(wan.len(), 3);
@@ -411,9 +322,10 @@ fn nat_rebinding_is_followed_on_authentic_packets_only() {
     // The NAT rebinds the client to port 40000.
     e.rx(0, [from_client(&c, &req, 40000)], 2 * SEC);
     assert_eq!(e.counters.nat_mapping_changes, 1);
-    assert!(e.events.iter().any(
-        |ev| matches!(ev, Event::NatMappingChanged { spi_in: 0x1001, new, .. } if new.port == 40000)
-    ));
+    assert!(e
+        .events
+        .iter()
+        .any(|ev| matches!(ev, Event::NatMappingChanged { spi_in: 0x1001, new, .. } if new.port == 40000)));
     take(&mut e, "lan");
     let reply = udp4("10.1.0.5", "10.9.0.2", 7, 5000, b"y", true, 64);
     e.rx(1, [eth(GW_LAN, SERVER, 0x0800, &reply)], 2 * SEC);
@@ -439,20 +351,9 @@ fn arp_keepalives_ike_and_unprotected_traffic() {
     e.rx(0, [eth("ff:ff:ff:ff:ff:ff", ROUTER, 0x0806, &a)], SEC);
     let wan = take(&mut e, "wan");
     let r = arp::Repr::parse(&arp::Packet::new_checked(&wan[0][14..]).unwrap()).unwrap();
-    assert_eq!(
-        (r.operation, r.source_hardware_addr),
-        (arp::Operation::Reply, mac(GW_WAN))
-    );
+    assert_eq!((r.operation, r.source_hardware_addr), (arp::Operation::Reply, mac(GW_WAN)));
     // A NAT keepalive from the client is counted.
-    let ka = udp4(
-        "203.0.113.7",
-        "198.51.100.1",
-        34567,
-        4500,
-        &[0xff],
-        false,
-        64,
-    );
+    let ka = udp4("203.0.113.7", "198.51.100.1", 34567, 4500, &[0xff], false, 64);
     e.rx(0, [eth(GW_WAN, ROUTER, 0x0800, &ka)], SEC);
     assert_eq!(e.counters.keepalives_rx, 1);
     // IKE with no control plane attached.
@@ -467,16 +368,7 @@ fn arp_keepalives_ike_and_unprotected_traffic() {
         length: 28,
     }
     .emit(&mut ike);
-    e.rx(
-        0,
-        [eth(
-            GW_WAN,
-            ROUTER,
-            0x0800,
-            &udp4("203.0.113.7", "198.51.100.1", 500, 500, &ike, false, 64),
-        )],
-        SEC,
-    );
+    e.rx(0, [eth(GW_WAN, ROUTER, 0x0800, &udp4("203.0.113.7", "198.51.100.1", 500, 500, &ike, false, 64))], SEC);
     assert_eq!(e.drops.get(DropReason::IkeNoListener), 1);
     // The outbound SA is idle: a keepalive goes out after 20 s, and not again before 40 s.
     e.poll(21 * SEC);
@@ -484,10 +376,7 @@ fn arp_keepalives_ike_and_unprotected_traffic() {
     assert_eq!(wan.len(), 1);
     let ip = ipv4::Packet::new_checked(&wan[0][14..]).unwrap();
     let u = udp::Packet::new_checked(ip.payload()).unwrap();
-    assert_eq!(
-        (u.src_port(), u.dst_port(), u.payload()),
-        (4500, 34567, &[0xffu8][..])
-    );
+    assert_eq!((u.src_port(), u.dst_port(), u.payload()), (4500, 34567, &[0xffu8][..]));
     e.poll(30 * SEC);
     assert!(take(&mut e, "wan").is_empty());
     e.poll(42 * SEC);
@@ -505,12 +394,7 @@ fn the_client_can_ping_the_gateway_and_traceroute_through_it() {
     let c = client(&cfg);
     let mut e = engine(&cfg);
     let mut echo = [0u8; 16];
-    icmpv4::Repr::EchoRequest {
-        ident: 9,
-        seq_no: 1,
-        data: b"pingping",
-    }
-    .emit(&mut echo);
+    icmpv4::Repr::EchoRequest { ident: 9, seq_no: 1, data: b"pingping" }.emit(&mut echo);
     let mut req = vec![0u8; 36];
     ipv4::Repr {
         src: "10.9.0.2".parse().unwrap(),
@@ -542,47 +426,28 @@ fn the_client_can_ping_the_gateway_and_traceroute_through_it() {
 
 #[test]
 fn config_errors_name_the_line() {
-    let bad = config_toml("").replace(
-        "proposal = \"aes128gcm16\"\nenc_key = \"ffee",
-        "proposal = \"3des-md5\"\nenc_key = \"ffee",
-    );
+    let bad = config_toml("")
+        .replace("proposal = \"aes128gcm16\"\nenc_key = \"ffee", "proposal = \"3des-md5\"\nenc_key = \"ffee");
     let e = config::parse("gw.toml", &bad).unwrap_err().to_string();
     assert!(e.starts_with("gw.toml:"), "{e}");
     assert!(e.contains("3des-md5") && e.contains("RFC 8221"), "{e}");
     let bad = config_toml("").replace("spi = 0x1001", "spi = 12");
     let e = config::parse("gw.toml", &bad).unwrap_err();
-    let line = config_toml("")
-        .lines()
-        .position(|l| l == "spi = 0x1001")
-        .unwrap()
-        + 1;
+    let line = config_toml("").lines().position(|l| l == "spi = 0x1001").unwrap() + 1;
     assert_eq!(e.0[0].line, line);
     assert!(e.0[0].message.contains("256 to 4294967295"), "{e}");
     let bad = config_toml("").replace(ENC_IN, "0011");
     let e = config::parse("gw.toml", &bad).unwrap_err().to_string();
-    assert!(
-        e.contains("20 bytes (16 key + 4 salt) = 40 hex digits; got 2 bytes"),
-        "{e}"
-    );
+    assert!(e.contains("20 bytes (16 key + 4 salt) = 40 hex digits; got 2 bytes"), "{e}");
     let bad = config_toml("").replace("sa = 0x2002", "sa = 0x9999");
     let e = config::parse("gw.toml", &bad).unwrap_err().to_string();
-    assert!(
-        e.contains("names no outbound [[sa]]; outbound SPIs: 0x2002"),
-        "{e}"
-    );
+    assert!(e.contains("names no outbound [[sa]]; outbound SPIs: 0x2002"), "{e}");
     let bad = config_toml("").replace("role = \"inside\"", "role = \"lan\"");
-    assert!(config::parse("gw.toml", &bad)
-        .unwrap_err()
-        .to_string()
-        .contains("valid: outside, inside"));
+    assert!(config::parse("gw.toml", &bad).unwrap_err().to_string().contains("valid: outside, inside"));
     let bad = config_toml("").replace("[[route]]", "[[rout]]");
-    assert!(config::parse("gw.toml", &bad)
-        .unwrap_err()
-        .to_string()
-        .contains("rout"));
+    assert!(config::parse("gw.toml", &bad).unwrap_err().to_string().contains("rout"));
     // Several errors at once.
-    let bad = config_toml("")
-        .replace("spi = 0x1001", "spi = 12")
-        .replace("mac = \"02:00:00:00:02:05\"", "mac = \"bogus\"");
+    let bad =
+        config_toml("").replace("spi = 0x1001", "spi = 12").replace("mac = \"02:00:00:00:02:05\"", "mac = \"bogus\"");
     assert_eq!(config::parse("gw.toml", &bad).unwrap_err().0.len(), 2);
 }

@@ -78,10 +78,7 @@ pub struct HeapBuf {
 
 impl core::fmt::Debug for HeapBuf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HeapBuf")
-            .field("len", &self.len())
-            .field("headroom", &self.start)
-            .finish()
+        f.debug_struct("HeapBuf").field("len", &self.len()).field("headroom", &self.start).finish()
     }
 }
 
@@ -95,11 +92,7 @@ impl HeapBuf {
     /// An empty buffer of `capacity` bytes whose data starts after `headroom` bytes.
     pub fn new(capacity: usize, headroom: usize) -> HeapBuf {
         let headroom = headroom.min(capacity);
-        HeapBuf {
-            mem: vec![0u8; capacity].into_boxed_slice(),
-            start: headroom,
-            end: headroom,
-        }
+        HeapBuf { mem: vec![0u8; capacity].into_boxed_slice(), start: headroom, end: headroom }
     }
 
     /// A buffer holding a copy of `data` after the default headroom, with at least the
@@ -216,11 +209,7 @@ pub struct HeapPool {
 impl HeapPool {
     /// A pool that hands out at most `limit` buffers at once.
     pub fn new(limit: usize) -> HeapPool {
-        HeapPool {
-            free: Vec::new(),
-            outstanding: 0,
-            limit,
-        }
+        HeapPool { free: Vec::new(), outstanding: 0, limit }
     }
     /// A buffer holding a copy of `frame`.
     pub fn alloc_frame(&mut self, frame: &[u8]) -> Option<HeapBuf> {

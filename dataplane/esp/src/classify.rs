@@ -37,19 +37,9 @@ pub struct PmtuInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// ESP: look up `spi` (with `dst`) in the inbound SA table.
-    Esp {
-        spi: u32,
-        esp_offset: usize,
-        src: Endpoint,
-        dst: IpAddr,
-        udp: bool,
-    },
+    Esp { spi: u32, esp_offset: usize, src: Endpoint, dst: IpAddr, udp: bool },
     /// IKE for the control plane; `ike_offset` points at the IKE header (past the marker).
-    Ike {
-        src: Endpoint,
-        dst: Endpoint,
-        ike_offset: usize,
-    },
+    Ike { src: Endpoint, dst: Endpoint, ike_offset: usize },
     /// A NAT keepalive from `src` (RFC 3948 §2.3).
     Keepalive { src: Endpoint },
     /// An ICMP error quoting one of our ESP packets.
@@ -153,28 +143,13 @@ fn classify_l4(proto: u8, pkt: &[u8], off: usize, end: usize, src: IpAddr, dst: 
             if esprit_wire::esp::spi_is_reserved(spi) {
                 return Class::Drop(DropReason::EspReservedSpi);
             }
-            Class::Esp {
-                spi,
-                esp_offset: off,
-                src: Endpoint { addr: src, port: 0 },
-                dst,
-                udp: false,
-            }
+            Class::Esp { spi, esp_offset: off, src: Endpoint { addr: src, port: 0 }, dst, udp: false }
         }
         ip_proto::UDP => {
             let Ok(u) = udp::Packet::new_checked(l4) else {
                 return Class::Drop(DropReason::UdpMalformed);
             };
-            let (s, d) = (
-                Endpoint {
-                    addr: src,
-                    port: u.src_port(),
-                },
-                Endpoint {
-                    addr: dst,
-                    port: u.dst_port(),
-                },
-            );
+            let (s, d) = (Endpoint { addr: src, port: u.src_port() }, Endpoint { addr: dst, port: u.dst_port() });
             let payload = u.payload();
             let poff = off + udp::HEADER_LEN;
             match u.dst_port() {
@@ -193,13 +168,7 @@ fn classify_l4(proto: u8, pkt: &[u8], off: usize, end: usize, src: IpAddr, dst: 
 }
 
 /// RFC 3948 §2: the three things UDP 4500 can carry.
-fn natt(
-    payload: &[u8],
-    poff: usize,
-    src: Endpoint,
-    dst: Endpoint,
-    u: &udp::Packet<&[u8]>,
-) -> Class {
+fn natt(payload: &[u8], poff: usize, src: Endpoint, dst: Endpoint, u: &udp::Packet<&[u8]>) -> Class {
     match payload {
         [0xff] => Class::Keepalive { src },
         [0, 0, 0, 0, ..] => {
@@ -215,24 +184,14 @@ fn natt(
             if esprit_wire::esp::spi_is_reserved(spi) {
                 return Class::Drop(DropReason::EspReservedSpi);
             }
-            Class::Esp {
-                spi,
-                esp_offset: poff,
-                src,
-                dst: dst.addr,
-                udp: true,
-            }
+            Class::Esp { spi, esp_offset: poff, src, dst: dst.addr, udp: true }
         }
     }
 }
 
 fn ike_at(msg: &[u8], ike_offset: usize, src: Endpoint, dst: Endpoint) -> Class {
     match ike::Packet::new_checked(msg) {
-        Ok(_) => Class::Ike {
-            src,
-            dst,
-            ike_offset,
-        },
+        Ok(_) => Class::Ike { src, dst, ike_offset },
         Err(esprit_wire::Error::Truncated) => Class::Drop(DropReason::IkeTruncated),
         Err(_) => Class::Drop(DropReason::IkeBadLength),
     }
@@ -251,10 +210,7 @@ fn classify_icmpv4(icmp: &[u8], is_local: &impl Fn(IpAddr) -> bool) -> Class {
             let mtu = match p.next_hop_mtu() {
                 // RFC 1191 §5/§7: an old router reports 0; estimate from the quoted total
                 // length field (the quote itself is truncated).
-                0 => plateau_below(
-                    q.get(2..4)
-                        .map_or(0, |l| u16::from_be_bytes([l[0], l[1]]) as u32),
-                ),
+                0 => plateau_below(q.get(2..4).map_or(0, |l| u16::from_be_bytes([l[0], l[1]]) as u32)),
                 m => m as u32,
             };
             quoted(q, mtu, is_local)
@@ -281,12 +237,7 @@ fn quoted(q: &[u8], mtu: u32, is_local: &impl Fn(IpAddr) -> bool) -> Class {
             if hl < 20 || q.len() < hl {
                 return Class::Drop(DropReason::IcmpIgnored);
             }
-            (
-                IpAddr::V4(ipv4_at(q, 12)),
-                IpAddr::V4(ipv4_at(q, 16)),
-                q[9],
-                &q[hl..],
-            )
+            (IpAddr::V4(ipv4_at(q, 12)), IpAddr::V4(ipv4_at(q, 16)), q[9], &q[hl..])
         }
         Some(6) if q.len() >= 40 => {
             let (s, d) = (ipv6_at(q, 8), ipv6_at(q, 24));
@@ -300,31 +251,14 @@ fn quoted(q: &[u8], mtu: u32, is_local: &impl Fn(IpAddr) -> bool) -> Class {
     }
     let spi_at = |b: &[u8]| (b.len() >= 4).then(|| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let (peer, spi) = match proto {
-        ip_proto::ESP => (
-            Endpoint {
-                addr: peer_addr,
-                port: 0,
-            },
-            spi_at(l4),
-        ),
+        ip_proto::ESP => (Endpoint { addr: peer_addr, port: 0 }, spi_at(l4)),
         ip_proto::UDP if l4.len() >= 8 && u16::from_be_bytes([l4[0], l4[1]]) == ike::NAT_T_PORT => {
             let spi = spi_at(&l4[8..]).filter(|&s| s != 0);
-            (
-                Endpoint {
-                    addr: peer_addr,
-                    port: u16::from_be_bytes([l4[2], l4[3]]),
-                },
-                spi,
-            )
+            (Endpoint { addr: peer_addr, port: u16::from_be_bytes([l4[2], l4[3]]) }, spi)
         }
         _ => return Class::Drop(DropReason::IcmpIgnored),
     };
-    Class::Pmtu(PmtuInfo {
-        mtu,
-        local,
-        peer,
-        spi,
-    })
+    Class::Pmtu(PmtuInfo { mtu, local, peer, spi })
 }
 
 fn ipv4_at(b: &[u8], at: usize) -> core::net::Ipv4Addr {

@@ -159,9 +159,7 @@ pub struct DropCounters {
 
 impl Default for DropCounters {
     fn default() -> Self {
-        DropCounters {
-            counts: core::array::from_fn(|_| AtomicU64::new(0)),
-        }
+        DropCounters { counts: core::array::from_fn(|_| AtomicU64::new(0)) }
     }
 }
 
@@ -185,10 +183,7 @@ impl DropCounters {
 
     /// The non-zero counters, in reason order.
     pub fn nonzero(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
-        DropReason::ALL
-            .iter()
-            .map(|&r| (r, self.get(r)))
-            .filter(|&(_, n)| n != 0)
+        DropReason::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n != 0)
     }
 
     /// Sum over all reasons.
@@ -207,10 +202,7 @@ mod tests {
         for &r in DropReason::ALL {
             assert!(seen.insert(r.name()), "duplicate {}", r.name());
             assert_eq!(DropReason::from_name(r.name()), Some(r));
-            assert!(r
-                .name()
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+            assert!(r.name().chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         }
         assert_eq!(DropReason::ALL.len(), DropReason::COUNT);
     }
@@ -222,9 +214,6 @@ mod tests {
         c.add(DropReason::AuthFailed, 3);
         assert_eq!(c.get(DropReason::Replay), 1);
         assert_eq!(c.total(), 4);
-        assert_eq!(
-            c.nonzero().collect::<Vec<_>>(),
-            vec![(DropReason::Replay, 1), (DropReason::AuthFailed, 3)]
-        );
+        assert_eq!(c.nonzero().collect::<Vec<_>>(), vec![(DropReason::Replay, 1), (DropReason::AuthFailed, 3)]);
     }
 }

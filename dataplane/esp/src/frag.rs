@@ -72,11 +72,7 @@ impl<'a> FragmentsV4<'a> {
             return None;
         }
         let first = self.next == 0;
-        let hdr: &[u8] = if first {
-            &self.pkt[..self.first_hdr_len]
-        } else {
-            &self.later_hdr[..self.later_hdr_len]
-        };
+        let hdr: &[u8] = if first { &self.pkt[..self.first_hdr_len] } else { &self.later_hdr[..self.later_hdr_len] };
         let room = (self.mtu - hdr.len()) / 8 * 8;
         let chunk = room.min(self.payload_len - self.next);
         let more = self.next + chunk < self.payload_len || self.base_more;
@@ -198,10 +194,7 @@ mod tests {
         let opts = [0x94, 4, 0, 0, 0x07, 7, 4, 0, 0, 0, 0, 0];
         let p = packet(100, &opts);
         let f = split(&p, 20 + 12 + 48);
-        assert_eq!(
-            ipv4::Packet::new_checked(&f[0][..]).unwrap().options(),
-            &opts
-        );
+        assert_eq!(ipv4::Packet::new_checked(&f[0][..]).unwrap().options(), &opts);
         let later = ipv4::Packet::new_checked(&f[1][..]).unwrap();
         assert_eq!(later.options(), &[0x94, 4, 0, 0]);
         let mut payload = Vec::new();
@@ -214,19 +207,10 @@ mod tests {
     #[test]
     fn refuses_df_and_tiny_mtu() {
         let mut p = packet(100, &[]);
-        assert_eq!(
-            FragmentsV4::new(&p, 20).unwrap_err(),
-            FragError::MtuTooSmall
-        );
+        assert_eq!(FragmentsV4::new(&p, 20).unwrap_err(), FragError::MtuTooSmall);
         p[6] |= 0x40;
-        assert_eq!(
-            FragmentsV4::new(&p, 60).unwrap_err(),
-            FragError::DontFragment
-        );
-        assert_eq!(
-            FragmentsV4::new(&p[..10], 60).unwrap_err(),
-            FragError::Malformed
-        );
+        assert_eq!(FragmentsV4::new(&p, 60).unwrap_err(), FragError::DontFragment);
+        assert_eq!(FragmentsV4::new(&p[..10], 60).unwrap_err(), FragError::Malformed);
     }
 
     #[test]

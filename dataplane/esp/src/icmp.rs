@@ -32,22 +32,14 @@ const SCALE: u64 = 1_000_000_000;
 impl RateLimiter {
     pub fn new(rate_per_sec: u32, burst: u32) -> RateLimiter {
         let max = burst.max(1) as u64 * SCALE;
-        RateLimiter {
-            tokens: max,
-            rate: rate_per_sec as u64,
-            max,
-            last: 0,
-        }
+        RateLimiter { tokens: max, rate: rate_per_sec as u64, max, last: 0 }
     }
 
     /// Takes a token at time `now` (ns) if one is available.
     pub fn allow(&mut self, now: u64) -> bool {
         let elapsed = now.saturating_sub(self.last);
         self.last = self.last.max(now);
-        self.tokens = self
-            .tokens
-            .saturating_add(elapsed.saturating_mul(self.rate))
-            .min(self.max);
+        self.tokens = self.tokens.saturating_add(elapsed.saturating_mul(self.rate)).min(self.max);
         if self.tokens >= SCALE {
             self.tokens -= SCALE;
             true
@@ -73,12 +65,7 @@ pub enum Suppressed {
 fn check_v4(offending: &[u8]) -> Result<ipv4::Packet<&[u8]>, Suppressed> {
     let p = ipv4::Packet::new_checked(offending).map_err(|_| Suppressed::Malformed)?;
     let s = p.src_addr();
-    if s.is_unspecified()
-        || s.is_broadcast()
-        || s.is_multicast()
-        || s.is_loopback()
-        || p.dst_addr().is_multicast()
-    {
+    if s.is_unspecified() || s.is_broadcast() || s.is_multicast() || s.is_loopback() || p.dst_addr().is_multicast() {
         return Err(Suppressed::NotUnicastSource);
     }
     if p.frag_offset() != 0 {
@@ -86,10 +73,7 @@ fn check_v4(offending: &[u8]) -> Result<ipv4::Packet<&[u8]>, Suppressed> {
     }
     if p.protocol() == ip_proto::ICMP {
         let t = p.payload().first().copied().unwrap_or(0);
-        if !matches!(
-            t,
-            icmpv4::kind::ECHO_REQUEST | icmpv4::kind::ECHO_REPLY | 13 | 14 | 15 | 16 | 17 | 18
-        ) {
+        if !matches!(t, icmpv4::kind::ECHO_REQUEST | icmpv4::kind::ECHO_REPLY | 13 | 14 | 15 | 16 | 17 | 18) {
             return Err(Suppressed::AboutIcmpError);
         }
     }
@@ -105,10 +89,7 @@ fn error_v4<B: PacketBuf>(
     msg: impl Fn(&'_ [u8]) -> icmpv4::Repr<'_>,
 ) -> Result<(), Suppressed> {
     let p = check_v4(offending)?;
-    let quote_len = offending
-        .len()
-        .min(p.total_len() as usize)
-        .min(MAX_ICMPV4_ERROR - 28);
+    let quote_len = offending.len().min(p.total_len() as usize).min(MAX_ICMPV4_ERROR - 28);
     let icmp = msg(&offending[..quote_len]);
     let total = ipv4::HEADER_LEN + icmp.buffer_len();
     let cur = out.len();
@@ -148,15 +129,8 @@ pub fn frag_needed_v4<B: PacketBuf>(
 }
 
 /// ICMPv4 time exceeded in transit.
-pub fn time_exceeded_v4<B: PacketBuf>(
-    out: &mut B,
-    src: Ipv4Addr,
-    offending: &[u8],
-) -> Result<(), Suppressed> {
-    error_v4(out, src, offending, |quoted| icmpv4::Repr::TimeExceeded {
-        code: 0,
-        quoted,
-    })
+pub fn time_exceeded_v4<B: PacketBuf>(out: &mut B, src: Ipv4Addr, offending: &[u8]) -> Result<(), Suppressed> {
+    error_v4(out, src, offending, |quoted| icmpv4::Repr::TimeExceeded { code: 0, quoted })
 }
 
 fn check_v6(offending: &[u8]) -> Result<ipv6::Packet<&[u8]>, Suppressed> {
@@ -186,10 +160,7 @@ fn error_v6<B: PacketBuf>(
 ) -> Result<(), Suppressed> {
     let p = check_v6(offending)?;
     let dst = p.src_addr();
-    let quote_len = offending
-        .len()
-        .min(p.total_len())
-        .min(MAX_ICMPV6_ERROR - ipv6::HEADER_LEN - icmpv6::HEADER_LEN);
+    let quote_len = offending.len().min(p.total_len()).min(MAX_ICMPV6_ERROR - ipv6::HEADER_LEN - icmpv6::HEADER_LEN);
     let icmp = msg(&offending[..quote_len]);
     let total = ipv6::HEADER_LEN + icmp.buffer_len();
     let cur = out.len();
@@ -218,22 +189,12 @@ pub fn packet_too_big_v6<B: PacketBuf>(
     offending: &[u8],
     mtu: u32,
 ) -> Result<(), Suppressed> {
-    error_v6(out, src, offending, |quoted| icmpv6::Repr::PacketTooBig {
-        mtu,
-        quoted,
-    })
+    error_v6(out, src, offending, |quoted| icmpv6::Repr::PacketTooBig { mtu, quoted })
 }
 
 /// ICMPv6 time exceeded (hop limit exceeded in transit).
-pub fn time_exceeded_v6<B: PacketBuf>(
-    out: &mut B,
-    src: Ipv6Addr,
-    offending: &[u8],
-) -> Result<(), Suppressed> {
-    error_v6(out, src, offending, |quoted| icmpv6::Repr::TimeExceeded {
-        code: 0,
-        quoted,
-    })
+pub fn time_exceeded_v6<B: PacketBuf>(out: &mut B, src: Ipv6Addr, offending: &[u8]) -> Result<(), Suppressed> {
+    error_v6(out, src, offending, |quoted| icmpv6::Repr::TimeExceeded { code: 0, quoted })
 }
 
 #[cfg(test)]
@@ -270,10 +231,7 @@ mod tests {
         assert_eq!(ip.total_len() as usize, MAX_ICMPV4_ERROR);
         let icmp = icmpv4::Packet::new_checked(ip.payload()).unwrap();
         assert!(icmp.verify_checksum());
-        assert_eq!(
-            (icmp.msg_type(), icmp.msg_code(), icmp.next_hop_mtu()),
-            (3, 4, 1438)
-        );
+        assert_eq!((icmp.msg_type(), icmp.msg_code(), icmp.next_hop_mtu()), (3, 4, 1438));
         assert_eq!(icmp.data(), &off[..548]);
     }
 
@@ -284,10 +242,7 @@ mod tests {
         // An ICMP error about an ICMP error.
         let mut e = HeapBuf::default();
         frag_needed_v4(&mut e, src, &udp_v4(100, true), 1000).unwrap();
-        assert_eq!(
-            frag_needed_v4(&mut out, src, e.data(), 1000),
-            Err(Suppressed::AboutIcmpError)
-        );
+        assert_eq!(frag_needed_v4(&mut out, src, e.data(), 1000), Err(Suppressed::AboutIcmpError));
         // A non-first fragment.
         let mut f = udp_v4(100, false);
         {
@@ -295,10 +250,7 @@ mod tests {
             p.set_frag(false, false, 80);
             p.fill_checksum();
         }
-        assert_eq!(
-            frag_needed_v4(&mut out, src, &f, 1000),
-            Err(Suppressed::NonFirstFragment)
-        );
+        assert_eq!(frag_needed_v4(&mut out, src, &f, 1000), Err(Suppressed::NonFirstFragment));
         // From 0.0.0.0.
         let mut z = udp_v4(100, true);
         {
@@ -306,14 +258,8 @@ mod tests {
             p.set_src_addr(Ipv4Addr::UNSPECIFIED);
             p.fill_checksum();
         }
-        assert_eq!(
-            frag_needed_v4(&mut out, src, &z, 1000),
-            Err(Suppressed::NotUnicastSource)
-        );
-        assert_eq!(
-            frag_needed_v4(&mut out, src, &[0x45, 0], 1000),
-            Err(Suppressed::Malformed)
-        );
+        assert_eq!(frag_needed_v4(&mut out, src, &z, 1000), Err(Suppressed::NotUnicastSource));
+        assert_eq!(frag_needed_v4(&mut out, src, &[0x45, 0], 1000), Err(Suppressed::Malformed));
     }
 
     #[test]

@@ -9,9 +9,7 @@ const OPT_MSS: u8 = 2;
 
 /// The MSS that fits an inner MTU: MTU minus the IP and TCP headers.
 pub fn mss_for_mtu(inner_mtu: u32, v6: bool) -> u16 {
-    inner_mtu
-        .saturating_sub(if v6 { 60 } else { 40 })
-        .min(u16::MAX as u32) as u16
+    inner_mtu.saturating_sub(if v6 { 60 } else { 40 }).min(u16::MAX as u32) as u16
 }
 
 /// If `pkt` is an IPv4 or IPv6 TCP SYN announcing an MSS above `max_mss`, lowers it and
@@ -35,11 +33,7 @@ pub fn clamp(pkt: &mut [u8], max_mss: u16) -> bool {
                 Ok(u) if u.protocol == ip_proto::TCP && u.frag.is_none() => {
                     let off = ipv6::HEADER_LEN + u.offset;
                     let len = p.total_len() - off;
-                    (
-                        off,
-                        p.total_len(),
-                        checksum::pseudo_v6(p.src_addr(), p.dst_addr(), ip_proto::TCP, len as u32),
-                    )
+                    (off, p.total_len(), checksum::pseudo_v6(p.src_addr(), p.dst_addr(), ip_proto::TCP, len as u32))
                 }
                 _ => return false,
             },

@@ -22,10 +22,7 @@ pub const fn outer_len(inner_len: usize, outer_v6: bool, udp: bool, layout: EspL
 /// The largest inner packet whose outer packet fits in `outer_mtu` (0 if none does).
 #[inline]
 pub const fn max_inner(outer_mtu: u32, outer_v6: bool, udp: bool, layout: EspLayout) -> u32 {
-    let fixed = outer_header_len(outer_v6, udp)
-        + esprit_wire::esp::HEADER_LEN
-        + layout.iv_len
-        + layout.icv_len;
+    let fixed = outer_header_len(outer_v6, udp) + esprit_wire::esp::HEADER_LEN + layout.iv_len + layout.icv_len;
     let mtu = outer_mtu as usize;
     if mtu < fixed + esprit_wire::esp::TRAILER_LEN {
         return 0;
@@ -94,31 +91,18 @@ mod tests {
                     for mtu in [576u32, 1000, 1280, 1300, 1400, 1500, 9000] {
                         let m = max_inner(mtu, v6, udp, l) as usize;
                         assert!(outer_len(m, v6, udp, l) <= mtu as usize, "{t} {mtu}");
-                        assert!(
-                            outer_len(m + 1, v6, udp, l) > mtu as usize,
-                            "{t} {mtu}: {} would fit",
-                            m + 1
-                        );
+                        assert!(outer_len(m + 1, v6, udp, l) > mtu as usize, "{t} {mtu}: {} would fit", m + 1);
                     }
                 }
             }
         }
-        assert_eq!(
-            max_inner(40, false, true, Transform::Aes128Gcm16.layout()),
-            0
-        );
+        assert_eq!(max_inner(40, false, true, Transform::Aes128Gcm16.layout()), 0);
     }
 
     #[test]
     fn report_adds_up() {
         let r = report(1500, false, true, Transform::Aes128Sha1.layout());
-        let total = r.outer_ip
-            + r.udp
-            + r.esp_header
-            + r.iv
-            + r.max_inner as usize
-            + r.pad_and_trailer
-            + r.icv;
+        let total = r.outer_ip + r.udp + r.esp_header + r.iv + r.max_inner as usize + r.pad_and_trailer + r.icv;
         // 20 + 8 + 8 + 16 + 1422 + 2 + 12 = 1488: the last 12 bytes cannot hold a whole block.
         assert_eq!(total, 1488);
         assert!(1500 - total < r.align);

@@ -102,24 +102,15 @@ impl Transform {
             "aes256-sha256" | "aes256-sha2_256" => Transform::Aes256Sha256,
             "chacha20poly1305" => Transform::Chacha20Poly1305,
             _ if LegacyTransform::from_name(&n).is_some() => {
-                return Err(ProposalError::Deprecated {
-                    name: name.to_string(),
-                })
+                return Err(ProposalError::Deprecated { name: name.to_string() })
             }
-            _ => {
-                return Err(ProposalError::Unknown {
-                    name: name.to_string(),
-                })
-            }
+            _ => return Err(ProposalError::Unknown { name: name.to_string() }),
         })
     }
 
     /// True for combined-mode (AEAD) transforms.
     pub const fn is_aead(self) -> bool {
-        matches!(
-            self,
-            Transform::Aes128Gcm16 | Transform::Aes256Gcm16 | Transform::Chacha20Poly1305
-        )
+        matches!(self, Transform::Aes128Gcm16 | Transform::Aes256Gcm16 | Transform::Chacha20Poly1305)
     }
 
     /// Bytes of encryption key material; for AEADs this includes the 4-byte salt that
@@ -147,22 +138,10 @@ impl Transform {
     pub const fn layout(self) -> EspLayout {
         match self {
             Transform::Aes128Gcm16 | Transform::Aes256Gcm16 | Transform::Chacha20Poly1305 => {
-                EspLayout {
-                    iv_len: 8,
-                    icv_len: 16,
-                    align: 4,
-                }
+                EspLayout { iv_len: 8, icv_len: 16, align: 4 }
             }
-            Transform::Aes128Sha1 | Transform::Aes256Sha1 => EspLayout {
-                iv_len: 16,
-                icv_len: 12,
-                align: 16,
-            },
-            Transform::Aes128Sha256 | Transform::Aes256Sha256 => EspLayout {
-                iv_len: 16,
-                icv_len: 16,
-                align: 16,
-            },
+            Transform::Aes128Sha1 | Transform::Aes256Sha1 => EspLayout { iv_len: 16, icv_len: 12, align: 16 },
+            Transform::Aes128Sha256 | Transform::Aes256Sha256 => EspLayout { iv_len: 16, icv_len: 16, align: 16 },
         }
     }
 }
@@ -200,11 +179,7 @@ impl LegacyTransform {
     }
     /// 8-byte IV and block (3DES), 12-byte truncated ICV (HMAC-MD5-96 / HMAC-SHA1-96).
     pub const fn layout(self) -> EspLayout {
-        EspLayout {
-            iv_len: 8,
-            icv_len: 12,
-            align: 8,
-        }
+        EspLayout { iv_len: 8, icv_len: 12, align: 8 }
     }
 }
 
@@ -225,26 +200,13 @@ mod tests {
         for t in Transform::ALL {
             assert_eq!(Transform::from_name(t.name()).unwrap(), t);
         }
-        assert_eq!(
-            Transform::from_name(" AES128GCM128 ").unwrap(),
-            Transform::Aes128Gcm16
-        );
+        assert_eq!(Transform::from_name(" AES128GCM128 ").unwrap(), Transform::Aes128Gcm16);
     }
 
     #[test]
     fn legacy_refused_but_sized() {
-        assert!(matches!(
-            Transform::from_name("3des-md5"),
-            Err(ProposalError::Deprecated { .. })
-        ));
-        assert_eq!(
-            layout_for_name("3des-md5").unwrap(),
-            EspLayout {
-                iv_len: 8,
-                icv_len: 12,
-                align: 8
-            }
-        );
+        assert!(matches!(Transform::from_name("3des-md5"), Err(ProposalError::Deprecated { .. })));
+        assert_eq!(layout_for_name("3des-md5").unwrap(), EspLayout { iv_len: 8, icv_len: 12, align: 8 });
         let e = Transform::from_name("aes-ctr").unwrap_err().to_string();
         assert!(e.contains("aes128gcm16"), "{e}");
     }

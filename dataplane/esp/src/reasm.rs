@@ -30,11 +30,7 @@ impl Default for ReasmConfig {
     fn default() -> Self {
         // 64 × 64 KiB = 4 MiB; 30 s is RFC 8200 §4.5's 60 s halved: a fragment of ESP that
         // waits half a minute is of no use to anyone.
-        ReasmConfig {
-            slots: 64,
-            max_datagram: 65535,
-            timeout_ns: 30_000_000_000,
-        }
+        ReasmConfig { slots: 64, max_datagram: 65535, timeout_ns: 30_000_000_000 }
     }
 }
 
@@ -96,10 +92,7 @@ struct Frag<'a> {
 
 impl Reassembler {
     pub fn new(cfg: ReasmConfig) -> Reassembler {
-        let cfg = ReasmConfig {
-            max_datagram: cfg.max_datagram.min(65535),
-            ..cfg
-        };
+        let cfg = ReasmConfig { max_datagram: cfg.max_datagram.min(65535), ..cfg };
         let slots = (0..cfg.slots)
             .map(|_| Slot {
                 key: None,
@@ -110,11 +103,7 @@ impl Reassembler {
                 hdr_len: 0,
             })
             .collect();
-        Reassembler {
-            cfg,
-            slots,
-            stats: ReasmStats::default(),
-        }
+        Reassembler { cfg, slots, stats: ReasmStats::default() }
     }
 
     /// Datagrams currently under reassembly.
@@ -186,10 +175,7 @@ impl Reassembler {
                 if self.expire(now) == 0 {
                     return Err(DropReason::FragTableFull);
                 }
-                self.slots
-                    .iter()
-                    .position(|s| s.key.is_none())
-                    .ok_or(DropReason::FragTableFull)?
+                self.slots.iter().position(|s| s.key.is_none()).ok_or(DropReason::FragTableFull)?
             }
         };
         let s = &mut self.slots[i];
@@ -214,17 +200,11 @@ impl Slot {
         // Exact duplicate, or overlap (which poisons the datagram).
         for &(a, b) in &self.ranges {
             if start < b && a < end {
-                return if (a, b) == (start, end) {
-                    Ok(Added::Duplicate)
-                } else {
-                    Err(DropReason::FragOverlap)
-                };
+                return if (a, b) == (start, end) { Ok(Added::Duplicate) } else { Err(DropReason::FragOverlap) };
             }
         }
         if !f.more {
-            if self.total.is_some_and(|t| t != end)
-                || self.ranges.last().is_some_and(|&(_, b)| b > end)
-            {
+            if self.total.is_some_and(|t| t != end) || self.ranges.last().is_some_and(|&(_, b)| b > end) {
                 return Err(DropReason::FragMalformed);
             }
             self.total = Some(end);
@@ -246,11 +226,7 @@ impl Slot {
             self.buf[h + f.nh_at] = f.key.proto;
         }
         self.buf[HDR_ROOM + start..HDR_ROOM + end].copy_from_slice(f.payload);
-        let pos = self
-            .ranges
-            .iter()
-            .position(|&(a, _)| a > start)
-            .unwrap_or(self.ranges.len());
+        let pos = self.ranges.iter().position(|&(a, _)| a > start).unwrap_or(self.ranges.len());
         self.ranges.insert(pos, (start, end));
         let complete = self.total.is_some_and(|t| {
             let mut covered = 0;
@@ -262,11 +238,7 @@ impl Slot {
             }
             covered == t
         });
-        Ok(if complete && self.hdr_len != 0 {
-            Added::Complete
-        } else {
-            Added::Partial
-        })
+        Ok(if complete && self.hdr_len != 0 { Added::Complete } else { Added::Partial })
     }
 
     /// Fixes up the saved header for the whole datagram and returns header + payload.

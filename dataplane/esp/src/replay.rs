@@ -127,10 +127,7 @@ impl ReplayWindow {
 
     #[inline]
     fn position(&self, seq: u64) -> (usize, u64) {
-        (
-            ((seq / BLOCK_BITS) & self.mask) as usize,
-            1u64 << (seq % BLOCK_BITS),
-        )
+        (((seq / BLOCK_BITS) & self.mask) as usize, 1u64 << (seq % BLOCK_BITS))
     }
 
     /// Marks an authenticated sequence number as received, sliding the window if it is the
@@ -232,10 +229,7 @@ mod tests {
         assert_eq!(w.check(u32::MAX - 19), Err(ReplayError::Replay));
         // Far below the window the low bits read as the next subspace (such a packet then
         // fails authentication, since the ICV covers the high bits).
-        assert_eq!(
-            w.check(u32::MAX - 100),
-            Ok((1 << 32) + (u32::MAX - 100) as u64)
-        );
+        assert_eq!(w.check(u32::MAX - 100), Ok((1 << 32) + (u32::MAX - 100) as u64));
         // The one just seen before the wrap.
         assert_eq!(w.check(u32::MAX - 9), Err(ReplayError::Replay));
         assert_eq!(w.top(), (1 << 32) + 5);

@@ -69,12 +69,7 @@ pub struct Lifetime {
 
 impl Default for Lifetime {
     fn default() -> Self {
-        Lifetime {
-            soft_bytes: u64::MAX,
-            hard_bytes: u64::MAX,
-            soft_packets: u64::MAX,
-            hard_packets: u64::MAX,
-        }
+        Lifetime { soft_bytes: u64::MAX, hard_bytes: u64::MAX, soft_packets: u64::MAX, hard_packets: u64::MAX }
     }
 }
 
@@ -108,9 +103,7 @@ pub enum SaError {
     Crypto(#[from] CryptoError),
     #[error("SPI {0:#x} is reserved (1-255 are reserved by IANA, 0 is not valid on the wire)")]
     ReservedSpi(u32),
-    #[error(
-        "local {local} and remote {remote} tunnel endpoints are not of the same address family"
-    )]
+    #[error("local {local} and remote {remote} tunnel endpoints are not of the same address family")]
     FamilyMismatch { local: IpAddr, remote: IpAddr },
 }
 
@@ -120,19 +113,13 @@ impl SaParams {
             return Err(SaError::ReservedSpi(self.spi));
         }
         if self.local.is_ipv4() != self.remote.is_ipv4() {
-            return Err(SaError::FamilyMismatch {
-                local: self.local,
-                remote: self.remote,
-            });
+            return Err(SaError::FamilyMismatch { local: self.local, remote: self.remote });
         }
         Ok(())
     }
 
     fn peer(&self) -> Endpoint {
-        Endpoint {
-            addr: self.remote,
-            port: self.encap.map_or(0, |e| e.remote_port),
-        }
+        Endpoint { addr: self.remote, port: self.encap.map_or(0, |e| e.remote_port) }
     }
 }
 
@@ -178,23 +165,12 @@ impl PeerCell {
     pub fn load(&self) -> Endpoint {
         loop {
             let v1 = self.version.load(Acquire);
-            let (hi, lo, pf) = (
-                self.hi.load(Relaxed),
-                self.lo.load(Relaxed),
-                self.port_family.load(Relaxed),
-            );
+            let (hi, lo, pf) = (self.hi.load(Relaxed), self.lo.load(Relaxed), self.port_family.load(Relaxed));
             fence(Acquire);
             if v1 & 1 == 0 && self.version.load(Relaxed) == v1 {
                 let bits = (hi as u128) << 64 | lo as u128;
-                let addr = if pf >> 16 == 4 {
-                    IpAddr::V4((bits as u32).into())
-                } else {
-                    IpAddr::V6(bits.into())
-                };
-                return Endpoint {
-                    addr,
-                    port: pf as u16,
-                };
+                let addr = if pf >> 16 == 4 { IpAddr::V4((bits as u32).into()) } else { IpAddr::V6(bits.into()) };
+                return Endpoint { addr, port: pf as u16 };
             }
             core::hint::spin_loop();
         }
@@ -292,18 +268,8 @@ const OUTER_TTL: u8 = 64;
 
 impl OuterTemplate {
     fn new(local: IpAddr, peer: Endpoint, encap: Option<UdpEncap>) -> OuterTemplate {
-        let mut t = OuterTemplate {
-            bytes: [0; 48],
-            ip_len: 20,
-            udp: encap.is_some(),
-            sum: 0,
-            v6: None,
-        };
-        let proto = if encap.is_some() {
-            ip_proto::UDP
-        } else {
-            ip_proto::ESP
-        };
+        let mut t = OuterTemplate { bytes: [0; 48], ip_len: 20, udp: encap.is_some(), sum: 0, v6: None };
+        let proto = if encap.is_some() { ip_proto::UDP } else { ip_proto::ESP };
         match (local, peer.addr) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let b = &mut t.bytes;
@@ -353,8 +319,7 @@ impl OuterTemplate {
             d[2..4].copy_from_slice(&total.to_be_bytes());
             d[4..6].copy_from_slice(&ident.to_be_bytes());
             d[6..8].copy_from_slice(&flags.to_be_bytes());
-            let c =
-                !checksum::fold(self.sum + tos as u64 + total as u64 + ident as u64 + flags as u64);
+            let c = !checksum::fold(self.sum + tos as u64 + total as u64 + ident as u64 + flags as u64);
             d[10..12].copy_from_slice(&c.to_be_bytes());
         } else {
             // Traffic class copied from the inner packet (RFC 4301 §5.1.2.1, RFC 6040).
@@ -376,9 +341,7 @@ impl OuterTemplate {
 fn inner_facts(inner: &[u8]) -> Result<(u8, u8, bool), DropReason> {
     match inner.first().map(|b| b >> 4) {
         Some(4) if inner.len() >= 20 => Ok((ip_proto::IPV4, inner[1], inner[6] & 0x40 != 0)),
-        Some(6) if inner.len() >= 40 => {
-            Ok((ip_proto::IPV6, (inner[0] << 4) | (inner[1] >> 4), true))
-        }
+        Some(6) if inner.len() >= 40 => Ok((ip_proto::IPV6, (inner[0] << 4) | (inner[1] >> 4), true)),
         _ => Err(DropReason::InnerMalformed),
     }
 }
@@ -412,11 +375,7 @@ impl OutboundSa {
             layout: params.transform.layout(),
             seq: AtomicU64::new(0),
             // RFC 4303 §3.3.3: the counter must not cycle.
-            seq_limit: if params.esn {
-                u64::MAX
-            } else {
-                u32::MAX as u64
-            },
+            seq_limit: if params.esn { u64::MAX } else { u32::MAX as u64 },
             cipher,
             local: params.local,
             encap: params.encap,
@@ -448,10 +407,7 @@ impl OutboundSa {
     /// Follows a NAT mapping change (RFC 7296 §2.23). Single writer only.
     pub fn set_peer(&self, e: Endpoint) -> Result<(), SaError> {
         if e.addr.is_ipv4() != self.local.is_ipv4() {
-            return Err(SaError::FamilyMismatch {
-                local: self.local,
-                remote: e.addr,
-            });
+            return Err(SaError::FamilyMismatch { local: self.local, remote: e.addr });
         }
         self.peer.store(e);
         Ok(())
@@ -475,24 +431,14 @@ impl OutboundSa {
     /// Bytes added in front of and after an inner packet of `inner_len` bytes.
     #[inline]
     pub fn overhead(&self, inner_len: usize) -> usize {
-        crate::mtu::outer_len(
-            inner_len,
-            self.local.is_ipv6(),
-            self.encap.is_some(),
-            self.layout,
-        ) - inner_len
+        crate::mtu::outer_len(inner_len, self.local.is_ipv6(), self.encap.is_some(), self.layout) - inner_len
     }
 
     /// The largest inner packet that fits `link_mtu` and the learned path MTU.
     #[inline]
     pub fn inner_mtu(&self, link_mtu: u32, now: u64) -> u32 {
         let outer = self.pmtu.get(now).map_or(link_mtu, |p| p.min(link_mtu));
-        crate::mtu::max_inner(
-            outer,
-            self.local.is_ipv6(),
-            self.encap.is_some(),
-            self.layout,
-        )
+        crate::mtu::max_inner(outer, self.local.is_ipv6(), self.encap.is_some(), self.layout)
     }
 
     /// Encapsulates every inner IP packet of `pkts` in place: on success the buffer holds the
@@ -512,12 +458,7 @@ impl OutboundSa {
         sum
     }
 
-    fn encap_chunk<B: PacketBuf>(
-        &self,
-        pkts: &mut [B],
-        out: &mut [Result<(), DropReason>],
-        sum: &mut BurstSummary,
-    ) {
+    fn encap_chunk<B: PacketBuf>(&self, pkts: &mut [B], out: &mut [Result<(), DropReason>], sum: &mut BurstSummary) {
         let n = pkts.len();
         if self.stats.hard_expired(&self.lifetime) {
             out.iter_mut().for_each(|o| *o = Err(DropReason::SaExpired));
@@ -567,12 +508,7 @@ impl OutboundSa {
 
     /// Grows one inner packet into an unencrypted ESP packet with its outer header.
     #[inline]
-    fn prepare<B: PacketBuf>(
-        &self,
-        b: &mut B,
-        seq: u64,
-        tmpl: &OuterTemplate,
-    ) -> Result<(), DropReason> {
+    fn prepare<B: PacketBuf>(&self, b: &mut B, seq: u64, tmpl: &OuterTemplate) -> Result<(), DropReason> {
         let inner_len = b.len();
         let (next_header, tos, inner_df) = inner_facts(b.data())?;
         let pad = self.layout.pad_len(inner_len);
@@ -590,12 +526,7 @@ impl OutboundSa {
             return Err(DropReason::NoBufferRoom);
         }
         let d = b.data_mut();
-        Trailer::emit(
-            &mut d[head..head + inner_len + pad + 2],
-            inner_len,
-            pad as u8,
-            next_header,
-        );
+        Trailer::emit(&mut d[head..head + inner_len + pad + 2], inner_len, pad as u8, next_header);
         let df = match self.df {
             DfMode::Copy => inner_df,
             DfMode::Set => true,
@@ -702,11 +633,7 @@ impl InboundSa {
         now: u64,
     ) -> BurstSummary {
         let mut sum = BurstSummary::default();
-        for ((p, m), o) in pkts
-            .chunks_mut(MAX_BURST)
-            .zip(meta.chunks(MAX_BURST))
-            .zip(out.chunks_mut(MAX_BURST))
-        {
+        for ((p, m), o) in pkts.chunks_mut(MAX_BURST).zip(meta.chunks(MAX_BURST)).zip(out.chunks_mut(MAX_BURST)) {
             self.decap_chunk(p, m, o, &mut sum);
         }
         sum.soft_expired = self.stats.account(&self.lifetime, &sum, now);
@@ -721,10 +648,8 @@ impl InboundSa {
         sum: &mut BurstSummary,
     ) {
         let hard = self.stats.hard_expired(&self.lifetime);
-        let min = esprit_wire::esp::HEADER_LEN
-            + self.layout.iv_len
-            + esprit_wire::esp::TRAILER_LEN
-            + self.layout.icv_len;
+        let min =
+            esprit_wire::esp::HEADER_LEN + self.layout.iv_len + esprit_wire::esp::TRAILER_LEN + self.layout.icv_len;
         let mut seqs = [0u64; MAX_BURST];
         for (i, (b, m)) in pkts.iter().zip(meta).enumerate() {
             out[i] = (|| {
@@ -734,10 +659,7 @@ impl InboundSa {
                 if m.udp != self.encap {
                     return Err(DropReason::EspEncapMismatch);
                 }
-                let esp = b
-                    .data()
-                    .get(m.esp_offset..)
-                    .ok_or(DropReason::EspTruncated)?;
+                let esp = b.data().get(m.esp_offset..).ok_or(DropReason::EspTruncated)?;
                 if esp.len() < min {
                     return Err(DropReason::EspTruncated);
                 }
@@ -746,10 +668,7 @@ impl InboundSa {
                 }
                 let seq_low = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
                 seqs[i] = self.replay.check(seq_low).map_err(replay_reason)?;
-                Ok(Decapped {
-                    seq: seqs[i],
-                    peer_changed: false,
-                })
+                Ok(Decapped { seq: seqs[i], peer_changed: false })
             })();
         }
         let mut ops: ArrayVec<CryptoOp<'_>, MAX_BURST> = ArrayVec::new();
@@ -836,10 +755,7 @@ impl InboundSa {
         if !(b.adj(head) && b.trim(trailing)) {
             return Err(DropReason::InnerMalformed);
         }
-        Ok(Decapped {
-            seq,
-            peer_changed: m.src != peer,
-        })
+        Ok(Decapped { seq, peer_changed: m.src != peer })
     }
 }
 

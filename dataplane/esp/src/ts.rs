@@ -22,41 +22,23 @@ impl TrafficSelector {
     pub fn from_cidr(c: IpCidr) -> TrafficSelector {
         let (start, end) = match c.addr() {
             IpAddr::V4(a) => {
-                let host = if c.prefix_len() == 32 {
-                    0
-                } else {
-                    u32::MAX >> c.prefix_len()
-                };
+                let host = if c.prefix_len() == 32 { 0 } else { u32::MAX >> c.prefix_len() };
                 (IpAddr::V4(a), IpAddr::V4((u32::from(a) | host).into()))
             }
             IpAddr::V6(a) => {
-                let host = if c.prefix_len() == 128 {
-                    0
-                } else {
-                    u128::MAX >> c.prefix_len()
-                };
+                let host = if c.prefix_len() == 128 { 0 } else { u128::MAX >> c.prefix_len() };
                 (IpAddr::V6(a), IpAddr::V6((u128::from(a) | host).into()))
             }
         };
-        TrafficSelector {
-            start,
-            end,
-            protocol: 0,
-            start_port: 0,
-            end_port: u16::MAX,
-        }
+        TrafficSelector { start, end, protocol: 0, start_port: 0, end_port: u16::MAX }
     }
 
     /// True if `addr` is within the range (same family only).
     #[inline]
     pub fn contains_addr(&self, addr: IpAddr) -> bool {
         match (self.start, self.end, addr) {
-            (IpAddr::V4(s), IpAddr::V4(e), IpAddr::V4(a)) => {
-                (u32::from(s)..=u32::from(e)).contains(&u32::from(a))
-            }
-            (IpAddr::V6(s), IpAddr::V6(e), IpAddr::V6(a)) => {
-                (u128::from(s)..=u128::from(e)).contains(&u128::from(a))
-            }
+            (IpAddr::V4(s), IpAddr::V4(e), IpAddr::V4(a)) => (u32::from(s)..=u32::from(e)).contains(&u32::from(a)),
+            (IpAddr::V6(s), IpAddr::V6(e), IpAddr::V6(a)) => (u128::from(s)..=u128::from(e)).contains(&u128::from(a)),
             _ => false,
         }
     }
@@ -104,35 +86,17 @@ impl Flow {
         match pkt.first()? >> 4 {
             4 => {
                 let p = esprit_wire::ipv4::Packet::new_checked(pkt).ok()?;
-                let (src, dst, proto) = (
-                    IpAddr::V4(p.src_addr()),
-                    IpAddr::V4(p.dst_addr()),
-                    p.protocol(),
-                );
+                let (src, dst, proto) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()), p.protocol());
                 let first = p.frag_offset() == 0;
-                let (sp, dp) = if first {
-                    ports(proto, p.payload())
-                } else {
-                    (None, None)
-                };
-                Some(Flow {
-                    src,
-                    dst,
-                    protocol: proto,
-                    src_port: sp,
-                    dst_port: dp,
-                })
+                let (sp, dp) = if first { ports(proto, p.payload()) } else { (None, None) };
+                Some(Flow { src, dst, protocol: proto, src_port: sp, dst_port: dp })
             }
             6 => {
                 let p = esprit_wire::ipv6::Packet::new_checked(pkt).ok()?;
                 let u = p.upper_layer().ok()?;
                 let first = u.frag.is_none_or(|f| f.offset == 0);
                 let l4 = p.payload().get(u.offset..).unwrap_or(&[]);
-                let (sp, dp) = if first {
-                    ports(u.protocol, l4)
-                } else {
-                    (None, None)
-                };
+                let (sp, dp) = if first { ports(u.protocol, l4) } else { (None, None) };
                 Some(Flow {
                     src: IpAddr::V6(p.src_addr()),
                     dst: IpAddr::V6(p.dst_addr()),
@@ -148,13 +112,10 @@ impl Flow {
 
 fn ports(proto: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
     match proto {
-        ip_proto::TCP | ip_proto::UDP | 132 | 136 if l4.len() >= 4 => (
-            Some(u16::from_be_bytes([l4[0], l4[1]])),
-            Some(u16::from_be_bytes([l4[2], l4[3]])),
-        ),
-        ip_proto::ICMP | ip_proto::ICMPV6 if l4.len() >= 2 => {
-            (Some(u16::from_be_bytes([l4[0], l4[1]])), Some(0))
+        ip_proto::TCP | ip_proto::UDP | 132 | 136 if l4.len() >= 4 => {
+            (Some(u16::from_be_bytes([l4[0], l4[1]])), Some(u16::from_be_bytes([l4[2], l4[3]])))
         }
+        ip_proto::ICMP | ip_proto::ICMPV6 if l4.len() >= 2 => (Some(u16::from_be_bytes([l4[0], l4[1]])), Some(0)),
         _ => (None, None),
     }
 }
@@ -163,12 +124,8 @@ fn ports(proto: u8, l4: &[u8]) -> (Option<u16>, Option<u16>) {
 /// the check for an inbound inner packet (it comes from the remote side).
 #[inline]
 pub fn inbound_allowed(flow: &Flow, local: &[TrafficSelector], remote: &[TrafficSelector]) -> bool {
-    remote
-        .iter()
-        .any(|ts| ts.matches(flow.src, flow.protocol, flow.src_port))
-        && local
-            .iter()
-            .any(|ts| ts.matches(flow.dst, flow.protocol, flow.dst_port))
+    remote.iter().any(|ts| ts.matches(flow.src, flow.protocol, flow.src_port))
+        && local.iter().any(|ts| ts.matches(flow.dst, flow.protocol, flow.dst_port))
 }
 
 #[cfg(test)]
@@ -202,10 +159,7 @@ mod tests {
         assert!(t.matches(a, 6, Some(443)));
         assert!(!t.matches(a, 6, Some(80)));
         assert!(!t.matches(a, 17, Some(443)));
-        assert!(
-            !t.matches(a, 6, None),
-            "opaque ports never match narrowed selectors"
-        );
+        assert!(!t.matches(a, 6, None), "opaque ports never match narrowed selectors");
     }
 
     #[test]
@@ -227,10 +181,7 @@ mod tests {
         .emit(&mut p);
         p[20..24].copy_from_slice(&[0x04, 0xd2, 0, 53]);
         let f = Flow::of(&p).unwrap();
-        assert_eq!(
-            (f.protocol, f.src_port, f.dst_port),
-            (17, Some(1234), Some(53))
-        );
+        assert_eq!((f.protocol, f.src_port, f.dst_port), (17, Some(1234), Some(53)));
         let local = [ts("10.0.0.0/24")];
         let remote = [ts("10.0.0.1/32")];
         assert!(inbound_allowed(&f, &local, &remote));

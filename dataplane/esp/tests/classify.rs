@@ -70,44 +70,24 @@ fn drop_of(pkt: &[u8]) -> DropReason {
 
 #[test]
 fn natt_port_4500_cases() {
-    let src = Endpoint {
-        addr: ip(CLIENT),
-        port: 34567,
-    };
+    let src = Endpoint { addr: ip(CLIENT), port: 34567 };
     assert_eq!(classify(&natt(&[0xff]), ours), Class::Keepalive { src });
     assert_eq!(drop_of(&natt(&[0x00])), DropReason::NattRunt);
     assert_eq!(drop_of(&natt(&[1, 2, 3])), DropReason::NattRunt);
-    assert_eq!(
-        drop_of(&natt(&[0, 0, 1, 0, 0, 0, 0])),
-        DropReason::NattRunt,
-        "7 bytes: too short for ESP"
-    );
+    assert_eq!(drop_of(&natt(&[0, 0, 1, 0, 0, 0, 0])), DropReason::NattRunt, "7 bytes: too short for ESP");
     // Non-ESP marker + IKE.
     let mut m = vec![0, 0, 0, 0];
     m.extend(ike_msg(28, 28));
     match classify(&natt(&m), ours) {
-        Class::Ike {
-            src: s,
-            dst,
-            ike_offset,
-        } => {
+        Class::Ike { src: s, dst, ike_offset } => {
             assert_eq!(s, src);
-            assert_eq!(
-                dst,
-                Endpoint {
-                    addr: ip(GW),
-                    port: 4500
-                }
-            );
+            assert_eq!(dst, Endpoint { addr: ip(GW), port: 4500 });
             assert_eq!(ike_offset, 20 + 8 + 4);
         }
         c => panic!("{c:?}"),
     }
     // Marker with a truncated or inconsistent IKE header: never ESP, never punted.
-    assert_eq!(
-        drop_of(&natt(&[0, 0, 0, 0, 1, 2, 3])),
-        DropReason::IkeTruncated
-    );
+    assert_eq!(drop_of(&natt(&[0, 0, 0, 0, 1, 2, 3])), DropReason::IkeTruncated);
     let mut bad = vec![0, 0, 0, 0];
     bad.extend(ike_msg(64, 28));
     assert_eq!(drop_of(&natt(&bad)), DropReason::IkeBadLength);
@@ -118,36 +98,18 @@ fn natt_port_4500_cases() {
     assert_eq!(drop_of(&p), DropReason::UdpBadChecksum);
     // ESP.
     let esp = [0x00, 0x00, 0x10, 0x01, 0, 0, 0, 1, 0xaa, 0xbb];
-    assert_eq!(
-        classify(&natt(&esp), ours),
-        Class::Esp {
-            spi: 0x1001,
-            esp_offset: 28,
-            src,
-            dst: ip(GW),
-            udp: true
-        }
-    );
-    assert_eq!(
-        drop_of(&natt(&[0, 0, 0, 0x05, 0, 0, 0, 1])),
-        DropReason::EspReservedSpi
-    );
+    assert_eq!(classify(&natt(&esp), ours), Class::Esp { spi: 0x1001, esp_offset: 28, src, dst: ip(GW), udp: true });
+    assert_eq!(drop_of(&natt(&[0, 0, 0, 0x05, 0, 0, 0, 1])), DropReason::EspReservedSpi);
 }
 
 #[test]
 fn ike_port_500_and_raw_esp() {
     let mut p = udp4(v4(CLIENT), v4(GW), 500, 500, &ike_msg(36, 36), false);
-    assert!(matches!(
-        classify(&p, ours),
-        Class::Ike { ike_offset: 28, .. }
-    ));
+    assert!(matches!(classify(&p, ours), Class::Ike { ike_offset: 28, .. }));
     let n = p.len();
     p[n - 1] ^= 1;
     assert_eq!(drop_of(&p), DropReason::UdpBadChecksum);
-    assert_eq!(
-        drop_of(&udp4(v4(CLIENT), v4(GW), 500, 500, &[0u8; 10], false)),
-        DropReason::IkeTruncated
-    );
+    assert_eq!(drop_of(&udp4(v4(CLIENT), v4(GW), 500, 500, &[0u8; 10], false)), DropReason::IkeTruncated);
 
     let esp = raw_ip4(50, &[0, 0, 0x20, 0, 0, 0, 0, 9, 1, 2, 3, 4]);
     assert_eq!(
@@ -155,35 +117,20 @@ fn ike_port_500_and_raw_esp() {
         Class::Esp {
             spi: 0x2000,
             esp_offset: 20,
-            src: Endpoint {
-                addr: ip(CLIENT),
-                port: 0
-            },
+            src: Endpoint { addr: ip(CLIENT), port: 0 },
             dst: ip(GW),
             udp: false
         }
     );
-    assert_eq!(
-        drop_of(&raw_ip4(50, &[0, 0, 0x20, 0, 0])),
-        DropReason::EspTruncated
-    );
-    assert_eq!(
-        drop_of(&raw_ip4(50, &[0, 0, 0, 0, 0, 0, 0, 1])),
-        DropReason::EspReservedSpi
-    );
+    assert_eq!(drop_of(&raw_ip4(50, &[0, 0, 0x20, 0, 0])), DropReason::EspTruncated);
+    assert_eq!(drop_of(&raw_ip4(50, &[0, 0, 0, 0, 0, 0, 0, 1])), DropReason::EspReservedSpi);
 }
 
 #[test]
 fn everything_else_has_a_name() {
-    assert_eq!(
-        drop_of(&udp4(v4(CLIENT), v4(GW), 1, 53, b"x", false)),
-        DropReason::UdpPortUnhandled
-    );
+    assert_eq!(drop_of(&udp4(v4(CLIENT), v4(GW), 1, 53, b"x", false)), DropReason::UdpPortUnhandled);
     assert_eq!(drop_of(&raw_ip4(6, &[0u8; 20])), DropReason::ProtoUnhandled);
-    assert_eq!(
-        drop_of(&udp4(v4(CLIENT), v4("192.0.2.99"), 1, 4500, &[0xff], false)),
-        DropReason::IpNotForUs
-    );
+    assert_eq!(drop_of(&udp4(v4(CLIENT), v4("192.0.2.99"), 1, 4500, &[0xff], false)), DropReason::IpNotForUs);
     let mut p = natt(&[0xff]);
     p[10] ^= 1;
     assert_eq!(drop_of(&p), DropReason::Ipv4BadChecksum);
@@ -214,22 +161,8 @@ fn everything_else_has_a_name() {
 fn ipv6_cases() {
     let p = udp6(v6(CLIENT6), v6(GW6), 4500, 4500, &[0xff]);
     assert!(matches!(classify(&p, ours), Class::Keepalive { .. }));
-    let esp = udp6(
-        v6(CLIENT6),
-        v6(GW6),
-        4500,
-        4500,
-        &[0, 0, 0x30, 0, 0, 0, 0, 1, 9, 9],
-    );
-    assert!(matches!(
-        classify(&esp, ours),
-        Class::Esp {
-            spi: 0x3000,
-            esp_offset: 48,
-            udp: true,
-            ..
-        }
-    ));
+    let esp = udp6(v6(CLIENT6), v6(GW6), 4500, 4500, &[0, 0, 0x30, 0, 0, 0, 0, 1, 9, 9]);
+    assert!(matches!(classify(&esp, ours), Class::Esp { spi: 0x3000, esp_offset: 48, udp: true, .. }));
     let mut bad = p.clone();
     bad[6] = 0; // hop-by-hop with no room for it
     assert_eq!(drop_of(&bad), DropReason::Ipv6BadExtHeaders);
@@ -244,11 +177,7 @@ fn our_esp4(len: usize, spi: u32) -> Vec<u8> {
 }
 
 fn frag_needed(quoted: &[u8], mtu: u16, from: &str) -> Vec<u8> {
-    let icmp = icmpv4::Repr::DstUnreachable {
-        code: 4,
-        next_hop_mtu: mtu,
-        quoted,
-    };
+    let icmp = icmpv4::Repr::DstUnreachable { code: 4, next_hop_mtu: mtu, quoted };
     let mut p = vec![0u8; 20 + icmp.buffer_len()];
     ipv4::Repr {
         src: v4(from),
@@ -270,17 +199,11 @@ fn frag_needed(quoted: &[u8], mtu: u16, from: &str) -> Vec<u8> {
 #[test]
 fn icmp_frag_needed_about_our_esp() {
     let orig = our_esp4(1296, 0xc0ffee01);
-    let peer = Endpoint {
-        addr: ip(CLIENT),
-        port: 34567,
-    };
+    let peer = Endpoint { addr: ip(CLIENT), port: 34567 };
     // A Linux router quotes plenty: the SPI is there.
     match classify(&frag_needed(&orig[..576 - 28], 1000, "192.0.2.1"), ours) {
         Class::Pmtu(i) => {
-            assert_eq!(
-                (i.mtu, i.local, i.peer, i.spi),
-                (1000, ip(GW), peer, Some(0xc0ffee01))
-            );
+            assert_eq!((i.mtu, i.local, i.peer, i.spi), (1000, ip(GW), peer, Some(0xc0ffee01)));
         }
         c => panic!("{c:?}"),
     }
@@ -296,15 +219,9 @@ fn icmp_frag_needed_about_our_esp() {
     }
     // Quoting somebody else's packet, or not ESP/NAT-T: ignored.
     let other = udp4(v4("192.0.2.50"), v4(CLIENT), 4500, 34567, &[0u8; 100], true);
-    assert_eq!(
-        drop_of(&frag_needed(&other[..48], 1000, "192.0.2.1")),
-        DropReason::IcmpIgnored
-    );
+    assert_eq!(drop_of(&frag_needed(&other[..48], 1000, "192.0.2.1")), DropReason::IcmpIgnored);
     let dns = udp4(v4(GW), v4(CLIENT), 53, 53, &[0u8; 100], true);
-    assert_eq!(
-        drop_of(&frag_needed(&dns[..48], 1000, "192.0.2.1")),
-        DropReason::IcmpIgnored
-    );
+    assert_eq!(drop_of(&frag_needed(&dns[..48], 1000, "192.0.2.1")), DropReason::IcmpIgnored);
     // Broken ICMP checksum.
     let mut p = frag_needed(&orig[..48], 1000, "192.0.2.1");
     p[22] ^= 1;
@@ -316,10 +233,7 @@ fn icmpv6_packet_too_big_and_echo() {
     let mut payload = vec![0u8; 1300];
     payload[..4].copy_from_slice(&0xabcd0001u32.to_be_bytes());
     let orig = udp6(v6(GW6), v6(CLIENT6), 4500, 4500, &payload);
-    let icmp = icmpv6::Repr::PacketTooBig {
-        mtu: 1280,
-        quoted: &orig[..1280 - 48],
-    };
+    let icmp = icmpv6::Repr::PacketTooBig { mtu: 1280, quoted: &orig[..1280 - 48] };
     let (s, d) = (v6("2001:db8:ee::1"), v6(GW6));
     let mut p = vec![0u8; 40 + icmp.buffer_len()];
     ipv6::Repr {
@@ -337,11 +251,7 @@ fn icmpv6_packet_too_big_and_echo() {
         Class::Pmtu(i) => assert_eq!((i.mtu, i.spi, i.peer.port), (1280, Some(0xabcd0001), 4500)),
         c => panic!("{c:?}"),
     }
-    let echo = icmpv6::Repr::EchoRequest {
-        ident: 1,
-        seq_no: 1,
-        data: b"hi",
-    };
+    let echo = icmpv6::Repr::EchoRequest { ident: 1, seq_no: 1, data: b"hi" };
     let mut p = vec![0u8; 40 + echo.buffer_len()];
     ipv6::Repr {
         src: s,
@@ -405,23 +315,12 @@ fn reassembles_ipv4_in_any_order() {
 fn duplicates_overlaps_limits_and_timeouts() {
     let orig = natt_big(3000);
     let frags = fragments(&orig, 1000);
-    let mut r = Reassembler::new(ReasmConfig {
-        slots: 2,
-        max_datagram: 2500,
-        timeout_ns: 1000,
-    });
+    let mut r = Reassembler::new(ReasmConfig { slots: 2, max_datagram: 2500, timeout_ns: 1000 });
     // Too big for the configured maximum.
     assert_eq!(r.push(&frags[3], 1).unwrap_err(), DropReason::FragTooBig);
-    let mut r = Reassembler::new(ReasmConfig {
-        slots: 2,
-        max_datagram: 65535,
-        timeout_ns: 1000,
-    });
+    let mut r = Reassembler::new(ReasmConfig { slots: 2, max_datagram: 65535, timeout_ns: 1000 });
     assert!(r.push(&frags[0], 1).unwrap().is_none());
-    assert!(
-        r.push(&frags[0], 1).unwrap().is_none(),
-        "exact duplicate ignored"
-    );
+    assert!(r.push(&frags[0], 1).unwrap().is_none(), "exact duplicate ignored");
     assert_eq!(r.stats.duplicates, 1);
     // An overlapping fragment poisons the datagram.
     let mut overlap = frags[1].clone();
@@ -453,14 +352,8 @@ fn duplicates_overlaps_limits_and_timeouts() {
     };
     r.push(&other(1), 10).unwrap();
     r.push(&other(2), 10).unwrap();
-    assert_eq!(
-        r.push(&other(3), 20).unwrap_err(),
-        DropReason::FragTableFull
-    );
-    assert!(
-        r.push(&other(3), 2000).unwrap().is_none(),
-        "expired slots are reused"
-    );
+    assert_eq!(r.push(&other(3), 20).unwrap_err(), DropReason::FragTableFull);
+    assert!(r.push(&other(3), 2000).unwrap().is_none(), "expired slots are reused");
     assert_eq!(r.stats.timeouts, 2);
     assert_eq!(r.expire(5000), 1);
 }
@@ -469,13 +362,7 @@ fn duplicates_overlaps_limits_and_timeouts() {
 fn reassembles_ipv6_with_extension_headers() {
     // Fixed header, hop-by-hop (8 bytes), fragment header, then a UDP 4500 datagram.
     let dgram = {
-        let full = udp6(
-            v6(CLIENT6),
-            v6(GW6),
-            4500,
-            4500,
-            &(0..2000).map(|i| i as u8).collect::<Vec<_>>(),
-        );
+        let full = udp6(v6(CLIENT6), v6(GW6), 4500, 4500, &(0..2000).map(|i| i as u8).collect::<Vec<_>>());
         full[40..].to_vec() // UDP header + payload
     };
     let make = |off: usize, end: usize, more: bool| {

@@ -120,8 +120,7 @@ fn cipher(
     int: &[u8],
     esn: bool,
 ) -> Box<dyn esprit_esp::crypto::EspCipher> {
-    p.new_cipher(t, &SaKeys::new(t, enc, int).unwrap(), esn)
-        .unwrap()
+    p.new_cipher(t, &SaKeys::new(t, enc, int).unwrap(), esn).unwrap()
 }
 
 fn open(c: &dyn esprit_esp::crypto::EspCipher, esp: &mut [u8], seq: u64) -> OpStatus {
@@ -140,10 +139,7 @@ fn seal(c: &dyn esprit_esp::crypto::EspCipher, esp: &mut [u8], seq: u64) -> OpSt
 fn at_least_two_providers() {
     let names: Vec<_> = providers().iter().map(|p| p.name()).collect();
     assert!(names.contains(&"rustcrypto"), "{names:?}");
-    assert!(
-        names.len() >= 2,
-        "a fast provider must be compiled in: {names:?}"
-    );
+    assert!(names.len() >= 2, "a fast provider must be compiled in: {names:?}");
 }
 
 #[test]
@@ -152,22 +148,10 @@ fn known_answers_open() {
         for k in kats() {
             let c = cipher(p, k.t, &k.enc, &k.int, false);
             let mut esp = k.esp.clone();
-            assert_eq!(
-                open(&*c, &mut esp, k.seq),
-                OpStatus::Ok,
-                "{} / {}",
-                p.name(),
-                k.name
-            );
+            assert_eq!(open(&*c, &mut esp, k.seq), OpStatus::Ok, "{} / {}", p.name(), k.name);
             let l = k.t.layout();
             let body = &esp[8 + l.iv_len..esp.len() - l.icv_len];
-            assert_eq!(
-                hex::encode(body),
-                hex::encode(&k.plain),
-                "{} / {}",
-                p.name(),
-                k.name
-            );
+            assert_eq!(hex::encode(body), hex::encode(&k.plain), "{} / {}", p.name(), k.name);
         }
     }
 }
@@ -181,13 +165,7 @@ fn known_answers_reject_any_change() {
             for at in [0, 5, 9, k.esp.len() / 2, k.esp.len() - 1] {
                 let mut esp = k.esp.clone();
                 esp[at] ^= 0x10;
-                assert_eq!(
-                    open(&*c, &mut esp, k.seq),
-                    OpStatus::AuthFailed,
-                    "{} / {} byte {at}",
-                    p.name(),
-                    k.name
-                );
+                assert_eq!(open(&*c, &mut esp, k.seq), OpStatus::AuthFailed, "{} / {} byte {at}", p.name(), k.name);
                 // Unauthenticated plaintext never appears: the body is as received or zeroed.
                 let l = k.t.layout();
                 let body = 8 + l.iv_len..esp.len() - l.icv_len;
@@ -204,24 +182,14 @@ fn known_answers_reject_any_change() {
             // The same packet claimed with a different high half of an ESN.
             let c = cipher(p, k.t, &k.enc, &k.int, true);
             let mut esp = k.esp.clone();
-            assert_eq!(
-                open(&*c, &mut esp, k.seq | (1 << 32)),
-                OpStatus::AuthFailed,
-                "{} / {} esn",
-                p.name(),
-                k.name
-            );
+            assert_eq!(open(&*c, &mut esp, k.seq | (1 << 32)), OpStatus::AuthFailed, "{} / {} esn", p.name(), k.name);
         }
     }
 }
 
 fn keys_for(t: Transform, seed: u8) -> (Vec<u8>, Vec<u8>) {
-    let enc = (0..t.enc_key_len())
-        .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
-        .collect();
-    let int = (0..t.int_key_len())
-        .map(|i| seed.wrapping_add(7).wrapping_mul(i as u8 | 1))
-        .collect();
+    let enc = (0..t.enc_key_len()).map(|i| seed.wrapping_mul(31).wrapping_add(i as u8)).collect();
+    let int = (0..t.int_key_len()).map(|i| seed.wrapping_add(7).wrapping_mul(i as u8 | 1)).collect();
     (enc, int)
 }
 
@@ -254,12 +222,7 @@ fn every_provider_opens_what_every_other_seals() {
                     let seq = 0x1_0000_0005u64 + len as u64;
                     let mut esp = plain_packet(t, 0x1234_5678, seq, &payload);
                     let before = esp.clone();
-                    assert_eq!(
-                        seal(&*s, &mut esp, seq),
-                        OpStatus::Ok,
-                        "{} {t} len {len}",
-                        sealer.name()
-                    );
+                    assert_eq!(seal(&*s, &mut esp, seq), OpStatus::Ok, "{} {t} len {len}", sealer.name());
                     assert_ne!(esp[8..], before[8..], "sealing changed nothing");
                     for opener in &all {
                         let o = cipher(*opener, t, &enc, &int, esn);
@@ -298,11 +261,7 @@ fn ivs_never_repeat_and_gcm_iv_is_the_sequence_number() {
                 if t.is_aead() {
                     assert_eq!(iv, seq.to_be_bytes(), "{} {t}", p.name());
                 }
-                assert!(
-                    seen.insert(iv),
-                    "{} {t}: IV repeated at seq {seq}",
-                    p.name()
-                );
+                assert!(seen.insert(iv), "{} {t}: IV repeated at seq {seq}", p.name());
             }
         }
     }
@@ -314,15 +273,11 @@ fn bursts_mix_good_and_bad() {
         for t in Transform::ALL {
             let (enc, int) = keys_for(t, 1);
             let c = cipher(p, t, &enc, &int, false);
-            let mut pkts: Vec<Vec<u8>> = (1..=40u64)
-                .map(|s| plain_packet(t, 0x4242, s, &vec![s as u8; 40 + s as usize]))
-                .collect();
+            let mut pkts: Vec<Vec<u8>> =
+                (1..=40u64).map(|s| plain_packet(t, 0x4242, s, &vec![s as u8; 40 + s as usize])).collect();
             {
-                let mut ops: Vec<CryptoOp> = pkts
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, e)| CryptoOp::new(e, i as u64 + 1))
-                    .collect();
+                let mut ops: Vec<CryptoOp> =
+                    pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, i as u64 + 1)).collect();
                 c.seal(&mut ops);
                 assert!(ops.iter().all(|o| o.status == OpStatus::Ok));
             }
@@ -334,11 +289,8 @@ fn bursts_mix_good_and_bad() {
                 }
             }
             pkts[10].truncate(10);
-            let mut ops: Vec<CryptoOp> = pkts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| CryptoOp::new(e, i as u64 + 1))
-                .collect();
+            let mut ops: Vec<CryptoOp> =
+                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, i as u64 + 1)).collect();
             c.open(&mut ops);
             for (i, o) in ops.iter().enumerate() {
                 let want = if i == 10 {
@@ -369,16 +321,9 @@ fn cbc_rejects_partial_blocks() {
 
 #[test]
 fn wrong_key_lengths_are_clear_errors() {
-    let e = SaKeys::new(Transform::Aes128Gcm16, &[0u8; 16], &[])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("20-byte encryption key") && e.contains("aes128gcm16"),
-        "{e}"
-    );
-    let e = SaKeys::new(Transform::Aes128Sha1, &[0u8; 16], &[0u8; 32])
-        .unwrap_err()
-        .to_string();
+    let e = SaKeys::new(Transform::Aes128Gcm16, &[0u8; 16], &[]).unwrap_err().to_string();
+    assert!(e.contains("20-byte encryption key") && e.contains("aes128gcm16"), "{e}");
+    let e = SaKeys::new(Transform::Aes128Sha1, &[0u8; 16], &[0u8; 32]).unwrap_err().to_string();
     assert!(e.contains("20-byte integrity key"), "{e}");
 }
 
@@ -388,21 +333,9 @@ fn wrong_key_lengths_are_clear_errors() {
 fn hmac_vectors() {
     use hmac::{Hmac, KeyInit, Mac};
     let sha1_cases = [
-        (
-            "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b",
-            b"Hi There".to_vec(),
-            "b617318655057264e28bc0b6fb378c8ef146be00",
-        ),
-        (
-            "4a656665",
-            b"what do ya want for nothing?".to_vec(),
-            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79",
-        ),
-        (
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            vec![0xdd; 50],
-            "125d7342b9ac11cd91a39af48aa17b4f63f175d3",
-        ),
+        ("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", b"Hi There".to_vec(), "b617318655057264e28bc0b6fb378c8ef146be00"),
+        ("4a656665", b"what do ya want for nothing?".to_vec(), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", vec![0xdd; 50], "125d7342b9ac11cd91a39af48aa17b4f63f175d3"),
     ];
     for (k, m, want) in sha1_cases {
         let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&h(k)).unwrap();
@@ -410,8 +343,7 @@ fn hmac_vectors() {
         assert_eq!(hex::encode(mac.finalize().into_bytes()), want);
         #[cfg(feature = "aws-lc")]
         {
-            let key =
-                aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &h(k));
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &h(k));
             assert_eq!(hex::encode(aws_lc_rs::hmac::sign(&key, &m)), want);
         }
     }

@@ -23,31 +23,16 @@ fn seal(out: &OutboundSa, inner: &[u8]) -> Vec<u8> {
 fn meta_of(outer: &[u8]) -> InboundMeta {
     let (ip_len, proto, src) = if outer[0] >> 4 == 4 {
         let p = ipv4::Packet::new_checked(outer).unwrap();
-        (
-            p.header_len(),
-            p.protocol(),
-            std::net::IpAddr::V4(p.src_addr()),
-        )
+        (p.header_len(), p.protocol(), std::net::IpAddr::V4(p.src_addr()))
     } else {
         let p = ipv6::Packet::new_checked(outer).unwrap();
         (40, p.next_header(), std::net::IpAddr::V6(p.src_addr()))
     };
     if proto == 17 {
         let u = udp::Packet::new_checked(&outer[ip_len..]).unwrap();
-        InboundMeta {
-            esp_offset: ip_len + 8,
-            src: Endpoint {
-                addr: src,
-                port: u.src_port(),
-            },
-            udp: true,
-        }
+        InboundMeta { esp_offset: ip_len + 8, src: Endpoint { addr: src, port: u.src_port() }, udp: true }
     } else {
-        InboundMeta {
-            esp_offset: ip_len,
-            src: Endpoint { addr: src, port: 0 },
-            udp: false,
-        }
+        InboundMeta { esp_offset: ip_len, src: Endpoint { addr: src, port: 0 }, udp: false }
     }
 }
 
@@ -71,11 +56,7 @@ fn round_trip_every_combination() {
                         let pkt = inner(v6_inner, len, len as u8);
                         let outer = seal(&tx, &pkt);
                         // The outer header is well formed and sized exactly.
-                        assert_eq!(
-                            outer.len() - pkt.len(),
-                            tx.overhead(pkt.len()),
-                            "{t} overhead"
-                        );
+                        assert_eq!(outer.len() - pkt.len(), tx.overhead(pkt.len()), "{t} overhead");
                         if v6_outer {
                             let o = ipv6::Packet::new_checked(&outer[..]).unwrap();
                             assert_eq!(o.total_len(), outer.len());
@@ -95,10 +76,7 @@ fn round_trip_every_combination() {
                             assert_eq!(o.total_len() as usize, outer.len());
                             assert_eq!(o.protocol(), if udp { 17 } else { 50 });
                             assert_eq!(o.tos(), 0x28);
-                            assert!(
-                                o.dont_frag(),
-                                "DF copied from the inner IPv4 packet, set for IPv6"
-                            );
+                            assert!(o.dont_frag(), "DF copied from the inner IPv4 packet, set for IPv6");
                             if udp {
                                 assert_eq!(
                                     udp::Packet::new_checked(o.payload()).unwrap().checksum(),
@@ -108,9 +86,8 @@ fn round_trip_every_combination() {
                             }
                         }
                         let (r, got) = open(&rx, &outer);
-                        let d = r.unwrap_or_else(|e| {
-                            panic!("{t} v6o={v6_outer} udp={udp} v6i={v6_inner} len={len}: {e}")
-                        });
+                        let d =
+                            r.unwrap_or_else(|e| panic!("{t} v6o={v6_outer} udp={udp} v6i={v6_inner} len={len}: {e}"));
                         assert!(!d.peer_changed);
                         assert_eq!(got, pkt, "{t} inner differs");
                     }
@@ -153,10 +130,7 @@ fn replays_are_dropped_and_counted() {
     assert!(open(&rx, &b).0.is_ok());
     assert!(open(&rx, &a).0.is_ok(), "out of order within the window");
     assert_eq!(open(&rx, &a).0.unwrap_err(), DropReason::Replay);
-    assert_eq!(
-        rx.stats.replay.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(rx.stats.replay.load(std::sync::atomic::Ordering::Relaxed), 1);
     // A duplicate within one burst: both pass the pre-check, only one commits.
     let c = seal(&tx, &inner(false, 100, 3));
     let m = meta_of(&c);
@@ -172,9 +146,7 @@ fn sequence_numbers_never_cycle() {
     let p = params(Transform::Aes128Gcm16, false, true, 0x4000_0001);
     let tx = client_out(&p);
     tx.set_seq(u32::MAX as u64 - 2);
-    let mut bufs: Vec<HeapBuf> = (0..4)
-        .map(|i| HeapBuf::from_slice(&inner(false, 60, i)))
-        .collect();
+    let mut bufs: Vec<HeapBuf> = (0..4).map(|i| HeapBuf::from_slice(&inner(false, 60, i))).collect();
     let mut r = [Ok(()); 4];
     tx.encap_burst(&mut bufs, &mut r, 1);
     assert!(r[0].is_ok() && r[1].is_ok());
@@ -187,11 +159,7 @@ fn sequence_numbers_never_cycle() {
 
 #[test]
 fn extended_sequence_numbers_cross_the_wrap() {
-    for t in [
-        Transform::Aes128Gcm16,
-        Transform::Aes128Sha1,
-        Transform::Chacha20Poly1305,
-    ] {
+    for t in [Transform::Aes128Gcm16, Transform::Aes128Sha1, Transform::Chacha20Poly1305] {
         let mut p = params(t, false, true, 0x5000_0001);
         p.esn = true;
         let (tx, rx) = (client_out(&p), gw_in(&p));
@@ -207,10 +175,7 @@ fn extended_sequence_numbers_cross_the_wrap() {
         // Only the low 32 bits travel.
         let outer = seal(&tx, &inner(false, 90, 9));
         let m = meta_of(&outer);
-        assert_eq!(
-            &outer[m.esp_offset + 4..m.esp_offset + 8],
-            &(((1u64 << 32) + 3) as u32).to_be_bytes()
-        );
+        assert_eq!(&outer[m.esp_offset + 4..m.esp_offset + 8], &(((1u64 << 32) + 3) as u32).to_be_bytes());
     }
 }
 
@@ -221,16 +186,10 @@ fn traffic_selectors_enforced() {
     let rx = gw_in(&p);
     // From 10.9.0.3, not the client's 10.9.0.2.
     let spoofed = udp4(v4("10.9.0.3"), v4("10.1.0.5"), 1, 2, b"hello", false);
-    assert_eq!(
-        open(&rx, &seal(&tx, &spoofed)).0.unwrap_err(),
-        DropReason::TsMismatch
-    );
+    assert_eq!(open(&rx, &seal(&tx, &spoofed)).0.unwrap_err(), DropReason::TsMismatch);
     // To 10.2.0.1, outside the protected 10.1.0.0/16.
     let elsewhere = udp4(v4("10.9.0.2"), v4("10.2.0.1"), 1, 2, b"hello", false);
-    assert_eq!(
-        open(&rx, &seal(&tx, &elsewhere)).0.unwrap_err(),
-        DropReason::TsMismatch
-    );
+    assert_eq!(open(&rx, &seal(&tx, &elsewhere)).0.unwrap_err(), DropReason::TsMismatch);
 }
 
 /// Seals a hand-made plaintext body (payload ‖ padding ‖ pad len ‖ next header) with the
@@ -246,14 +205,7 @@ fn craft(tx: &OutboundSa, p: &esprit_esp::sa::SaParams, seq: u64, body: &[u8]) -
     let mut ops = [CryptoOp::new(&mut esp, seq)];
     tx.cipher().seal(&mut ops);
     assert_eq!(ops[0].status, OpStatus::Ok);
-    let mut outer = udp4(
-        v4("203.0.113.7"),
-        v4("198.51.100.1"),
-        34567,
-        4500,
-        &esp,
-        false,
-    );
+    let mut outer = udp4(v4("203.0.113.7"), v4("198.51.100.1"), 34567, 4500, &esp, false);
     udp::Packet::new_unchecked(&mut outer[20..]).set_checksum(0);
     outer
 }
@@ -279,26 +231,11 @@ fn dummy_padding_next_header_and_tfc() {
         // Padding bytes not 1, 2, 3, ...: bad padding (pick a length that needs padding).
         let odd = inner(false, 77, 2);
         assert!(t.layout().pad_len(odd.len()) > 0);
-        assert_eq!(
-            open(&rx, &craft(&tx, &p, 2, &body(&odd, 4, true)))
-                .0
-                .unwrap_err(),
-            DropReason::BadPadding
-        );
+        assert_eq!(open(&rx, &craft(&tx, &p, 2, &body(&odd, 4, true))).0.unwrap_err(), DropReason::BadPadding);
         // Next header 6 (TCP) in tunnel mode.
-        assert_eq!(
-            open(&rx, &craft(&tx, &p, 3, &body(&pkt, 6, false)))
-                .0
-                .unwrap_err(),
-            DropReason::BadNextHeader
-        );
+        assert_eq!(open(&rx, &craft(&tx, &p, 3, &body(&pkt, 6, false))).0.unwrap_err(), DropReason::BadNextHeader);
         // Next header says IPv6 but the payload is IPv4.
-        assert_eq!(
-            open(&rx, &craft(&tx, &p, 4, &body(&pkt, 41, false)))
-                .0
-                .unwrap_err(),
-            DropReason::InnerMalformed
-        );
+        assert_eq!(open(&rx, &craft(&tx, &p, 4, &body(&pkt, 41, false))).0.unwrap_err(), DropReason::InnerMalformed);
         // TFC padding after the inner packet (RFC 4303 §2.7) is stripped.
         let mut tfc = pkt.clone();
         tfc.extend_from_slice(&[0u8; 40]);
@@ -308,12 +245,7 @@ fn dummy_padding_next_header_and_tfc() {
         // An inner length field longer than what was sent.
         let mut short = pkt.clone();
         short.truncate(60);
-        assert_eq!(
-            open(&rx, &craft(&tx, &p, 6, &body(&short, 4, false)))
-                .0
-                .unwrap_err(),
-            DropReason::InnerMalformed
-        );
+        assert_eq!(open(&rx, &craft(&tx, &p, 6, &body(&short, 4, false))).0.unwrap_err(), DropReason::InnerMalformed);
     }
 }
 
@@ -356,10 +288,7 @@ fn nat_mapping_change_is_reported_only_for_authentic_packets() {
     let mut b = [HeapBuf::from_slice(&next)];
     let mut r = [Err(DropReason::NoBuffer)];
     rx.decap_burst(&mut b, &[m], &mut r, 1);
-    assert!(
-        r[0].unwrap().peer_changed,
-        "authentic packet from a new port"
-    );
+    assert!(r[0].unwrap().peer_changed, "authentic packet from a new port");
     // A forged packet from a new port is an authentication failure, not a move.
     let mut forged = seal(&tx, &inner(false, 100, 3));
     let n = forged.len();
@@ -369,11 +298,7 @@ fn nat_mapping_change_is_reported_only_for_authentic_packets() {
     assert_eq!(r[0].unwrap_err(), DropReason::AuthFailed);
     // Once followed, the new mapping is the peer.
     rx.set_peer(m.src);
-    tx.set_peer(Endpoint {
-        addr: ip("198.51.100.1"),
-        port: 4500,
-    })
-    .unwrap();
+    tx.set_peer(Endpoint { addr: ip("198.51.100.1"), port: 4500 }).unwrap();
     let mut b = [HeapBuf::from_slice(&seal(&tx, &inner(false, 100, 4)))];
     rx.decap_burst(&mut b, &[m], &mut r, 1);
     assert!(!r[0].unwrap().peer_changed);
@@ -382,42 +307,20 @@ fn nat_mapping_change_is_reported_only_for_authentic_packets() {
 #[test]
 fn outbound_follows_the_peer() {
     let p = params(Transform::Aes128Gcm16, false, true, 0xa000_0001);
-    let gw_out = esprit_esp::sa::OutboundSa::new(
-        p.clone(),
-        esprit_esp::crypto::default_provider(p.transform),
-    )
-    .unwrap();
-    let moved = Endpoint {
-        addr: ip("203.0.113.99"),
-        port: 61000,
-    };
+    let gw_out = esprit_esp::sa::OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
+    let moved = Endpoint { addr: ip("203.0.113.99"), port: 61000 };
     gw_out.set_peer(moved).unwrap();
     let outer = seal(&gw_out, &inner(false, 100, 1));
     let o = ipv4::Packet::new_checked(&outer[..]).unwrap();
     assert_eq!(o.dst_addr(), v4("203.0.113.99"));
-    assert_eq!(
-        udp::Packet::new_checked(o.payload()).unwrap().dst_port(),
-        61000
-    );
-    assert!(
-        gw_out
-            .set_peer(Endpoint {
-                addr: ip("::1"),
-                port: 1
-            })
-            .is_err(),
-        "family change refused"
-    );
+    assert_eq!(udp::Packet::new_checked(o.payload()).unwrap().dst_port(), 61000);
+    assert!(gw_out.set_peer(Endpoint { addr: ip("::1"), port: 1 }).is_err(), "family change refused");
 }
 
 #[test]
 fn volume_lifetimes() {
     let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0001);
-    p.lifetime = Lifetime {
-        soft_packets: 3,
-        hard_packets: 5,
-        ..Lifetime::default()
-    };
+    p.lifetime = Lifetime { soft_packets: 3, hard_packets: 5, ..Lifetime::default() };
     let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
     let mut soft_seen = 0;
     let mut results = Vec::new();
@@ -439,13 +342,8 @@ fn inner_mtu_and_learned_pmtu() {
     let tx = client_out(&p);
     assert_eq!(tx.inner_mtu(1500, 0), 1422);
     // A router reports 1000: the SA's inner MTU drops to 942 + (3DES would be 942; CBC-SHA1: 934).
-    tx.pmtu
-        .learn(1000, esprit_esp::sa::MIN_PMTU_V4, 10, 600_000_000_000)
-        .unwrap();
-    assert_eq!(
-        tx.inner_mtu(1500, 11),
-        esprit_esp::mtu::max_inner(1000, false, true, Transform::Aes128Sha1.layout())
-    );
+    tx.pmtu.learn(1000, esprit_esp::sa::MIN_PMTU_V4, 10, 600_000_000_000).unwrap();
+    assert_eq!(tx.inner_mtu(1500, 11), esprit_esp::mtu::max_inner(1000, false, true, Transform::Aes128Sha1.layout()));
     // Bounded below, only lowered, aged out.
     assert!(tx.pmtu.learn(1200, 576, 12, 1000).is_none());
     assert_eq!(tx.pmtu.learn(100, 576, 13, 1000), Some(576));
@@ -463,17 +361,14 @@ fn concurrent_senders_never_share_a_sequence_number() {
                 s.spawn(move || {
                     let mut seen = Vec::new();
                     for i in 0..500u32 {
-                        let mut b: Vec<HeapBuf> = (0..8)
-                            .map(|j| HeapBuf::from_slice(&inner(false, 64, (i + j + t) as u8)))
-                            .collect();
+                        let mut b: Vec<HeapBuf> =
+                            (0..8).map(|j| HeapBuf::from_slice(&inner(false, 64, (i + j + t) as u8))).collect();
                         let mut r = [Ok(()); 8];
                         tx.encap_burst(&mut b, &mut r, 1);
                         for x in &b {
                             let m = meta_of(x.data());
                             seen.push(u32::from_be_bytes(
-                                x.data()[m.esp_offset + 4..m.esp_offset + 8]
-                                    .try_into()
-                                    .unwrap(),
+                                x.data()[m.esp_offset + 4..m.esp_offset + 8].try_into().unwrap(),
                             ));
                         }
                     }

@@ -45,40 +45,23 @@ fn last_err(what: &str, ifname: &str) -> io::Error {
 
 fn setsockopt<T>(fd: i32, level: i32, name: i32, val: &T) -> i32 {
     // SAFETY: `val` points to a live `T` of the size passed; the kernel copies it.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (val as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    }
+    unsafe { libc::setsockopt(fd, level, name, (val as *const T).cast(), std::mem::size_of::<T>() as libc::socklen_t) }
 }
 
 impl AfPacket {
     /// Opens a non-blocking raw socket on `ifname`.
     pub fn open(ifname: &str, opts: Options) -> io::Result<AfPacket> {
-        let cname = CString::new(ifname).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
-        })?;
+        let cname = CString::new(ifname)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL"))?;
         // SAFETY: `cname` is a valid NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) } as i32;
         if ifindex == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{ifname}: no such interface"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{ifname}: no such interface")));
         }
         let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
         // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto,
-            )
-        };
+        let raw =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
         if raw < 0 {
             return Err(last_err("socket(AF_PACKET) (needs CAP_NET_RAW)", ifname));
         }
@@ -119,21 +102,13 @@ impl AfPacket {
             }
         }
         if let Some(group) = opts.fanout_group {
-            let v: libc::c_int =
-                group as libc::c_int | (libc::PACKET_FANOUT_HASH << 16) as libc::c_int;
+            let v: libc::c_int = group as libc::c_int | (libc::PACKET_FANOUT_HASH << 16) as libc::c_int;
             if setsockopt(fdn, libc::SOL_PACKET, libc::PACKET_FANOUT, &v) < 0 {
                 return Err(last_err("PACKET_FANOUT", ifname));
             }
         }
         let (mac, mtu) = if_info(fdn, ifname)?;
-        Ok(AfPacket {
-            name: ifname.into(),
-            fd,
-            ifindex,
-            mac,
-            mtu,
-            stats: DevStats::default(),
-        })
+        Ok(AfPacket { name: ifname.into(), fd, ifindex, mac, mtu, stats: DevStats::default() })
     }
 
     /// The interface's MAC address.
@@ -159,11 +134,7 @@ impl AfPacket {
 fn if_info(fd: i32, ifname: &str) -> io::Result<([u8; 6], u32)> {
     // SAFETY: an all-zero ifreq is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req
-        .ifr_name
-        .iter_mut()
-        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
-    {
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes().take(libc::IFNAMSIZ - 1)) {
         *d = s as libc::c_char;
     }
     // SAFETY: SIOCGIFHWADDR reads `ifr_name` and fills `ifr_hwaddr` of our `req`.
@@ -215,10 +186,7 @@ impl Device for AfPacket {
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for (i, b) in bufs.iter_mut().enumerate() {
             let d = b.data_mut();
-            iov[i] = libc::iovec {
-                iov_base: d.as_mut_ptr().cast(),
-                iov_len: d.len(),
-            };
+            iov[i] = libc::iovec { iov_base: d.as_mut_ptr().cast(), iov_len: d.len() };
             msgs[i].msg_hdr.msg_iov = &mut iov[i];
             msgs[i].msg_hdr.msg_iovlen = 1;
         }
@@ -265,11 +233,7 @@ impl Device for AfPacket {
         Ok(taken)
     }
 
-    fn tx_burst<P: BufPool<Buf = Self::Buf>>(
-        &mut self,
-        pool: &mut P,
-        pkts: &mut Vec<Self::Buf>,
-    ) -> io::Result<usize> {
+    fn tx_burst<P: BufPool<Buf = Self::Buf>>(&mut self, pool: &mut P, pkts: &mut Vec<Self::Buf>) -> io::Result<usize> {
         let mut sent_total = 0;
         while !pkts.is_empty() {
             let n = pkts.len().min(BATCH);
@@ -279,23 +243,13 @@ impl Device for AfPacket {
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
             for (i, b) in pkts[..n].iter().enumerate() {
                 let d = b.data();
-                iov[i] = libc::iovec {
-                    iov_base: d.as_ptr() as *mut libc::c_void,
-                    iov_len: d.len(),
-                };
+                iov[i] = libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() };
                 msgs[i].msg_hdr.msg_iov = &mut iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
             }
             // SAFETY: the iovecs point into frames in `pkts` that stay alive and unmodified
             // during the call; the kernel only reads them.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    n as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
+            let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT) };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {

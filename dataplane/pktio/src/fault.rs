@@ -36,12 +36,7 @@ pub struct Faulty<D> {
 
 impl<D: Device> Faulty<D> {
     pub fn new(inner: D, f: Faults) -> Self {
-        Faulty {
-            inner,
-            rng: f.seed | 1,
-            f,
-            injected: FaultStats::default(),
-        }
+        Faulty { inner, rng: f.seed | 1, f, injected: FaultStats::default() }
     }
 
     pub fn into_inner(self) -> D {

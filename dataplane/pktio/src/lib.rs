@@ -19,6 +19,7 @@ pub mod mem;
 pub mod pcap;
 pub mod pcapdev;
 pub mod tap;
+pub mod wait;
 
 use esprit_esp::{BufPool, PacketBuf};
 

@@ -24,23 +24,10 @@ impl<B> std::fmt::Debug for MemPort<B> {
 
 /// A link of two ports, each queue holding `depth` frames.
 pub fn link<B>(a: &str, b: &str, depth: usize) -> (MemPort<B>, MemPort<B>) {
-    let (ab, ba) = (
-        Arc::new(ArrayQueue::new(depth)),
-        Arc::new(ArrayQueue::new(depth)),
-    );
+    let (ab, ba) = (Arc::new(ArrayQueue::new(depth)), Arc::new(ArrayQueue::new(depth)));
     (
-        MemPort {
-            name: a.into(),
-            rx: ba.clone(),
-            tx: ab.clone(),
-            stats: DevStats::default(),
-        },
-        MemPort {
-            name: b.into(),
-            rx: ab,
-            tx: ba,
-            stats: DevStats::default(),
-        },
+        MemPort { name: a.into(), rx: ba.clone(), tx: ab.clone(), stats: DevStats::default() },
+        MemPort { name: b.into(), rx: ab, tx: ba, stats: DevStats::default() },
     )
 }
 
@@ -62,12 +49,7 @@ impl<B: PacketBuf> Device for MemPort<B> {
         &self.name
     }
 
-    fn rx_burst<P: BufPool<Buf = B>>(
-        &mut self,
-        _pool: &mut P,
-        out: &mut Vec<B>,
-        max: usize,
-    ) -> std::io::Result<usize> {
+    fn rx_burst<P: BufPool<Buf = B>>(&mut self, _pool: &mut P, out: &mut Vec<B>, max: usize) -> std::io::Result<usize> {
         let mut n = 0;
         while n < max {
             let Some(b) = self.rx.pop() else { break };
@@ -79,11 +61,7 @@ impl<B: PacketBuf> Device for MemPort<B> {
         Ok(n)
     }
 
-    fn tx_burst<P: BufPool<Buf = B>>(
-        &mut self,
-        _pool: &mut P,
-        pkts: &mut Vec<B>,
-    ) -> std::io::Result<usize> {
+    fn tx_burst<P: BufPool<Buf = B>>(&mut self, _pool: &mut P, pkts: &mut Vec<B>) -> std::io::Result<usize> {
         let mut sent = 0;
         let mut rest = Vec::new();
         for b in pkts.drain(..) {
@@ -121,9 +99,7 @@ mod tests {
     fn link_and_backpressure() {
         let (mut a, mut b) = link::<HeapBuf>("a", "b", 4);
         let mut pool = HeapPool::new(64);
-        let mut q: Vec<HeapBuf> = (0..6u8)
-            .map(|i| pool.alloc_frame(&[i; 20]).unwrap())
-            .collect();
+        let mut q: Vec<HeapBuf> = (0..6u8).map(|i| pool.alloc_frame(&[i; 20]).unwrap()).collect();
         assert_eq!(a.tx_burst(&mut pool, &mut q).unwrap(), 4);
         assert_eq!(q.len(), 2, "unsent frames stay with the caller");
         let mut out = Vec::new();
@@ -136,17 +112,9 @@ mod tests {
     fn faults_are_injected_at_their_rates() {
         let (mut a, b) = link::<HeapBuf>("a", "b", 100_000);
         let mut pool = HeapPool::new(1 << 20);
-        let mut q: Vec<HeapBuf> = (0..50_000u32)
-            .map(|i| pool.alloc_frame(&i.to_be_bytes()).unwrap())
-            .collect();
+        let mut q: Vec<HeapBuf> = (0..50_000u32).map(|i| pool.alloc_frame(&i.to_be_bytes()).unwrap()).collect();
         a.tx_burst(&mut pool, &mut q).unwrap();
-        let f = Faults {
-            drop_ppm: 100_000,
-            duplicate_ppm: 50_000,
-            reorder_ppm: 20_000,
-            corrupt_ppm: 10_000,
-            seed: 42,
-        };
+        let f = Faults { drop_ppm: 100_000, duplicate_ppm: 50_000, reorder_ppm: 20_000, corrupt_ppm: 10_000, seed: 42 };
         let mut fb = Faulty::new(b, f);
         let mut out = Vec::new();
         while fb.rx_burst(&mut pool, &mut out, 64).unwrap() > 0 {}

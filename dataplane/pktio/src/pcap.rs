@@ -19,9 +19,7 @@ pub enum PcapError {
     BadMagic(u32),
     #[error("link type {0} is not Ethernet (1)")]
     LinkType(u32),
-    #[error(
-        "record {index} claims {len} bytes, more than the {max}-byte limit: the file is corrupt"
-    )]
+    #[error("record {index} claims {len} bytes, more than the {max}-byte limit: the file is corrupt")]
     RecordTooLarge { index: u64, len: u32, max: u32 },
     #[error("file ends in the middle of record {index}")]
     Truncated { index: u64 },
@@ -54,12 +52,7 @@ impl<R: Read> PcapReader<R> {
             m if m.swap_bytes() == MAGIC_NS => (true, true),
             m => return Err(PcapError::BadMagic(m)),
         };
-        let p = PcapReader {
-            r,
-            nanos,
-            swapped,
-            index: 0,
-        };
+        let p = PcapReader { r, nanos, swapped, index: 0 };
         let linktype = p.u32(&h[20..24]);
         if linktype & 0x0fff_ffff != LINKTYPE_ETHERNET {
             return Err(PcapError::LinkType(linktype));
@@ -87,23 +80,14 @@ impl<R: Read> PcapReader<R> {
         }
         let (sec, frac, incl) = (self.u32(&h[0..4]), self.u32(&h[4..8]), self.u32(&h[8..12]));
         if incl > MAX_RECORD {
-            return Err(PcapError::RecordTooLarge {
-                index: self.index,
-                len: incl,
-                max: MAX_RECORD,
-            });
+            return Err(PcapError::RecordTooLarge { index: self.index, len: incl, max: MAX_RECORD });
         }
         buf.resize(incl as usize, 0);
         if read_full(&mut self.r, buf)? != incl as usize {
             return Err(PcapError::Truncated { index: self.index });
         }
         self.index += 1;
-        let ns = sec as u64 * 1_000_000_000
-            + if self.nanos {
-                frac as u64
-            } else {
-                frac as u64 * 1000
-            };
+        let ns = sec as u64 * 1_000_000_000 + if self.nanos { frac as u64 } else { frac as u64 * 1000 };
         Ok(Some(ns))
     }
 }
@@ -176,22 +160,14 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
-        w.write_frame(1_700_000_000_123_456_000, &[1, 2, 3])
-            .unwrap();
-        w.write_frame(1_700_000_001_000_000_000, &[9; 1514])
-            .unwrap();
+        w.write_frame(1_700_000_000_123_456_000, &[1, 2, 3]).unwrap();
+        w.write_frame(1_700_000_001_000_000_000, &[9; 1514]).unwrap();
         let bytes = w.into_inner();
         let mut r = PcapReader::new(&bytes[..]).unwrap();
         let mut f = Vec::new();
-        assert_eq!(
-            r.next_frame(&mut f).unwrap(),
-            Some(1_700_000_000_123_456_000)
-        );
+        assert_eq!(r.next_frame(&mut f).unwrap(), Some(1_700_000_000_123_456_000));
         assert_eq!(f, [1, 2, 3]);
-        assert_eq!(
-            r.next_frame(&mut f).unwrap(),
-            Some(1_700_000_001_000_000_000)
-        );
+        assert_eq!(r.next_frame(&mut f).unwrap(), Some(1_700_000_001_000_000_000));
         assert_eq!(f.len(), 1514);
         assert_eq!(r.next_frame(&mut f).unwrap(), None);
     }
@@ -200,9 +176,7 @@ mod tests {
     fn big_endian_nanosecond_files() {
         let mut b = Vec::new();
         b.extend_from_slice(&MAGIC_NS.to_be_bytes());
-        b.extend_from_slice(&[
-            0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1,
-        ]);
+        b.extend_from_slice(&[0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 1]);
         b.extend_from_slice(&5u32.to_be_bytes());
         b.extend_from_slice(&7u32.to_be_bytes());
         b.extend_from_slice(&2u32.to_be_bytes());
@@ -220,31 +194,19 @@ mod tests {
             PcapReader::new(&b"\x0a\x0d\x0d\x0a pcapng........................"[..]),
             Err(PcapError::BadMagic(_))
         ));
-        assert!(matches!(
-            PcapReader::new(&b"short"[..]),
-            Err(PcapError::BadMagic(0))
-        ));
+        assert!(matches!(PcapReader::new(&b"short"[..]), Err(PcapError::BadMagic(0))));
         let mut w = PcapWriter::new(Vec::new()).unwrap();
         w.write_frame(0, &[1, 2, 3, 4]).unwrap();
         let mut bytes = w.into_inner();
         bytes[20] = 113; // Linux cooked capture
-        assert!(matches!(
-            PcapReader::new(&bytes[..]),
-            Err(PcapError::LinkType(113))
-        ));
+        assert!(matches!(PcapReader::new(&bytes[..]), Err(PcapError::LinkType(113))));
         bytes[20] = 1;
         let cut = &bytes[..bytes.len() - 1];
         let mut r = PcapReader::new(cut).unwrap();
-        assert!(matches!(
-            r.next_frame(&mut Vec::new()),
-            Err(PcapError::Truncated { index: 0 })
-        ));
+        assert!(matches!(r.next_frame(&mut Vec::new()), Err(PcapError::Truncated { index: 0 })));
         let mut huge = bytes.clone();
         huge[24 + 8..24 + 12].copy_from_slice(&(MAX_RECORD + 1).to_le_bytes());
         let mut r = PcapReader::new(&huge[..]).unwrap();
-        assert!(matches!(
-            r.next_frame(&mut Vec::new()),
-            Err(PcapError::RecordTooLarge { .. })
-        ));
+        assert!(matches!(r.next_frame(&mut Vec::new()), Err(PcapError::RecordTooLarge { .. })));
     }
 }

@@ -24,32 +24,17 @@ pub struct PcapDevice {
 
 impl std::fmt::Debug for PcapDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcapDevice")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("PcapDevice").field("name", &self.name).finish()
     }
 }
 
 impl PcapDevice {
     pub fn open(name: &str, rx: Option<&Path>, tx: Option<&Path>) -> Result<PcapDevice, PcapError> {
         let reader = rx
-            .map(|p| {
-                File::open(p)
-                    .map_err(PcapError::Io)
-                    .and_then(|f| PcapReader::new(BufReader::new(f)))
-            })
+            .map(|p| File::open(p).map_err(PcapError::Io).and_then(|f| PcapReader::new(BufReader::new(f))))
             .transpose()?;
-        let writer = tx
-            .map(|p| File::create(p).and_then(|f| PcapWriter::new(BufWriter::new(f))))
-            .transpose()?;
-        Ok(PcapDevice {
-            name: name.into(),
-            reader,
-            writer,
-            clock: 0,
-            scratch: Vec::new(),
-            stats: DevStats::default(),
-        })
+        let writer = tx.map(|p| File::create(p).and_then(|f| PcapWriter::new(BufWriter::new(f)))).transpose()?;
+        Ok(PcapDevice { name: name.into(), reader, writer, clock: 0, scratch: Vec::new(), stats: DevStats::default() })
     }
 
     /// True once the input file is exhausted.
@@ -98,12 +83,7 @@ impl Device for PcapDevice {
                 }
                 Ok(None) => self.reader = None,
                 Err(PcapError::Io(e)) => return Err(e),
-                Err(e) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        e.to_string(),
-                    ))
-                }
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
             }
         }
         Ok(n)

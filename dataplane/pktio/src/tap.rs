@@ -17,9 +17,7 @@ pub struct Tap<D, W: Write> {
 
 impl<D: Device, W: Write> std::fmt::Debug for Tap<D, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tap")
-            .field("device", &self.inner.name())
-            .finish()
+        f.debug_struct("Tap").field("device", &self.inner.name()).finish()
     }
 }
 
@@ -30,12 +28,7 @@ impl<D: Device, W: Write> Tap<D, W> {
         tx: Option<PcapWriter<W>>,
         clock: Box<dyn FnMut() -> u64 + Send>,
     ) -> Self {
-        Tap {
-            inner,
-            rx,
-            tx,
-            clock,
-        }
+        Tap { inner, rx, tx, clock }
     }
     pub fn into_parts(self) -> (D, Option<PcapWriter<W>>, Option<PcapWriter<W>>) {
         (self.inner, self.rx, self.tx)

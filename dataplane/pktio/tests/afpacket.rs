@@ -15,22 +15,16 @@ impl Netns {
         let name = format!("esprit-pk-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         assert!(
-            Command::new("ip")
-                .args(["netns", "add", &name])
-                .status()
-                .unwrap()
-                .success(),
+            Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(),
             "ip netns add (root needed)"
         );
         let run = |args: &str| {
-            let ok = Command::new("ip")
-                .args(["netns", "exec", &name, "sh", "-c", args])
-                .status()
-                .unwrap()
-                .success();
+            let ok = Command::new("ip").args(["netns", "exec", &name, "sh", "-c", args]).status().unwrap().success();
             assert!(ok, "{args}");
         };
-        run("ip link add name va type veth peer name vb && ip link set va up && ip link set vb up && ip link set lo up");
+        run(
+            "ip link add name va type veth peer name vb && ip link set va up && ip link set vb up && ip link set lo up",
+        );
         // No IPv6 autoconfiguration chatter on the links.
         run("sysctl -qw net.ipv6.conf.va.disable_ipv6=1 net.ipv6.conf.vb.disable_ipv6=1");
         Netns(name)
@@ -89,22 +83,8 @@ fn bursts_cross_a_veth_pair() {
     std::thread::spawn(move || {
         ns.enter();
         let mut pool = HeapPool::new(4096);
-        let mut a = AfPacket::open(
-            "va",
-            Options {
-                promiscuous: true,
-                fanout_group: None,
-            },
-        )
-        .unwrap();
-        let mut b = AfPacket::open(
-            "vb",
-            Options {
-                promiscuous: true,
-                fanout_group: None,
-            },
-        )
-        .unwrap();
+        let mut a = AfPacket::open("va", Options { promiscuous: true, fanout_group: None }).unwrap();
+        let mut b = AfPacket::open("vb", Options { promiscuous: true, fanout_group: None }).unwrap();
         assert_eq!(a.mtu(), 1500);
         assert_ne!(a.mac(), [0; 6]);
         let sent: Vec<Vec<u8>> = (0..300).map(|i| frame(i, 60 + (i * 37) % 1454)).collect();
@@ -119,10 +99,7 @@ fn bursts_cross_a_veth_pair() {
         // Our own transmissions do not come back on the sending socket.
         assert!(receive_for(&mut a, &mut pool, 1, 300).is_empty());
         // A frame larger than the MTU is refused and counted, and the rest still go.
-        let mut q = vec![
-            pool.alloc_frame(&frame(1000, 1600)).unwrap(),
-            pool.alloc_frame(&frame(1001, 100)).unwrap(),
-        ];
+        let mut q = vec![pool.alloc_frame(&frame(1000, 1600)).unwrap(), pool.alloc_frame(&frame(1001, 100)).unwrap()];
         while !q.is_empty() {
             a.tx_burst(&mut pool, &mut q).unwrap();
         }
@@ -141,31 +118,10 @@ fn fanout_delivers_each_frame_once_and_keeps_flows_together() {
     std::thread::spawn(move || {
         ns.enter();
         let mut pool = HeapPool::new(8192);
-        let mut a = AfPacket::open(
-            "va",
-            Options {
-                promiscuous: true,
-                fanout_group: None,
-            },
-        )
-        .unwrap();
+        let mut a = AfPacket::open("va", Options { promiscuous: true, fanout_group: None }).unwrap();
         let mut w = [
-            AfPacket::open(
-                "vb",
-                Options {
-                    promiscuous: true,
-                    fanout_group: Some(7),
-                },
-            )
-            .unwrap(),
-            AfPacket::open(
-                "vb",
-                Options {
-                    promiscuous: true,
-                    fanout_group: Some(7),
-                },
-            )
-            .unwrap(),
+            AfPacket::open("vb", Options { promiscuous: true, fanout_group: Some(7) }).unwrap(),
+            AfPacket::open("vb", Options { promiscuous: true, fanout_group: Some(7) }).unwrap(),
         ];
         // 64 flows (IPv4/UDP with distinct source ports), 8 frames each.
         let mut sent = Vec::new();
@@ -192,9 +148,7 @@ fn fanout_delivers_each_frame_once_and_keeps_flows_together() {
         }
         let mut by_worker: Vec<Vec<Vec<u8>>> = vec![Vec::new(), Vec::new()];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while by_worker.iter().map(Vec::len).sum::<usize>() < sent.len()
-            && std::time::Instant::now() < deadline
-        {
+        while by_worker.iter().map(Vec::len).sum::<usize>() < sent.len() && std::time::Instant::now() < deadline {
             for (i, d) in w.iter_mut().enumerate() {
                 let mut out = Vec::new();
                 d.rx_burst(&mut pool, &mut out, 64).unwrap();
@@ -206,20 +160,11 @@ fn fanout_delivers_each_frame_once_and_keeps_flows_together() {
                 }
             }
         }
-        assert_eq!(
-            by_worker.iter().map(Vec::len).sum::<usize>(),
-            sent.len(),
-            "each frame exactly once"
-        );
-        assert!(
-            by_worker.iter().all(|v| !v.is_empty()),
-            "both workers got flows"
-        );
+        assert_eq!(by_worker.iter().map(Vec::len).sum::<usize>(), sent.len(), "each frame exactly once");
+        assert!(by_worker.iter().all(|v| !v.is_empty()), "both workers got flows");
         // A flow (source port) never lands on both workers.
         let ports = |v: &Vec<Vec<u8>>| {
-            v.iter()
-                .map(|f| u16::from_be_bytes([f[34], f[35]]))
-                .collect::<std::collections::HashSet<_>>()
+            v.iter().map(|f| u16::from_be_bytes([f[34], f[35]])).collect::<std::collections::HashSet<_>>()
         };
         assert!(ports(&by_worker[0]).is_disjoint(&ports(&by_worker[1])));
         drop(ns);

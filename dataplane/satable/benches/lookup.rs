@@ -22,9 +22,7 @@ fn bench(c: &mut Criterion) {
         }
         // Bursts of 32 lookups spread over the whole table, as traffic from many clients
         // is: with a million SAs most lookups miss the CPU caches.
-        let probe: Vec<u32> = (0..65536usize)
-            .map(|i| spis[(i.wrapping_mul(2_654_435_761) + 13) % n])
-            .collect();
+        let probe: Vec<u32> = (0..65536usize).map(|i| spis[(i.wrapping_mul(2_654_435_761) + 13) % n]).collect();
         let mut at = 0usize;
         g.throughput(Throughput::Elements(32));
         g.bench_function(BenchmarkId::from_parameter(n), |b| {

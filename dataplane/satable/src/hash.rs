@@ -34,12 +34,7 @@ impl<K, V> Slots<K, V> {
     fn new(n: usize) -> Self {
         Slots {
             mask: n - 1,
-            slots: (0..n)
-                .map(|_| Slot {
-                    tag: AtomicU64::new(EMPTY),
-                    node: Atomic::null(),
-                })
-                .collect(),
+            slots: (0..n).map(|_| Slot { tag: AtomicU64::new(EMPTY), node: Atomic::null() }).collect(),
         }
     }
 }
@@ -53,10 +48,7 @@ pub struct HashTable<K, V> {
 
 impl<K, V> core::fmt::Debug for HashTable<K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HashTable")
-            .field("capacity", &self.capacity)
-            .field("len", &self.len.load(Relaxed))
-            .finish()
+        f.debug_struct("HashTable").field("capacity", &self.capacity).field("len", &self.len.load(Relaxed)).finish()
     }
 }
 
@@ -74,11 +66,7 @@ pub struct TableFull {
 
 impl core::fmt::Display for TableFull {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(
-            f,
-            "table full: {} entries (raise the configured maximum)",
-            self.capacity
-        )
+        write!(f, "table full: {} entries (raise the configured maximum)", self.capacity)
     }
 }
 
@@ -125,13 +113,7 @@ impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
             capacity: max_entries.max(4),
             len: AtomicUsize::new(0),
         });
-        (
-            t.clone(),
-            TableWriter {
-                table: t,
-                deleted: 0,
-            },
-        )
+        (t.clone(), TableWriter { table: t, deleted: 0 })
     }
 
     /// The entry for `key`, valid while `guard` is pinned and the table is borrowed. Never
@@ -222,9 +204,7 @@ pub struct TableWriter<K, V> {
 
 impl<K, V> core::fmt::Debug for TableWriter<K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("TableWriter")
-            .field("deleted_slots", &self.deleted)
-            .finish()
+        f.debug_struct("TableWriter").field("deleted_slots", &self.deleted).finish()
     }
 }
 
@@ -257,9 +237,7 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> TableWriter<K, V> {
                     let n = slot.node.load(Relaxed, guard);
                     // SAFETY: the writer is the only one who unlinks nodes.
                     if unsafe { n.as_ref() }.is_some_and(|node| node.key == key) {
-                        let old = slot
-                            .node
-                            .swap(Owned::new(Node { key, value }), AcqRel, guard);
+                        let old = slot.node.swap(Owned::new(Node { key, value }), AcqRel, guard);
                         // SAFETY: `old` is unlinked; readers that still hold it are pinned.
                         unsafe { guard.defer_destroy(old) };
                         return Ok(());
@@ -270,14 +248,10 @@ impl<K: Hash + Eq + Clone + 'static, V: 'static> TableWriter<K, V> {
             i = (i + 1) & slots.mask;
         }
         if t.len() >= t.capacity {
-            return Err(TableFull {
-                capacity: t.capacity,
-            });
+            return Err(TableFull { capacity: t.capacity });
         }
         let Some(i) = free else {
-            return Err(TableFull {
-                capacity: t.capacity,
-            });
+            return Err(TableFull { capacity: t.capacity });
         };
         let slot = &slots.slots[i];
         if slot.tag.load(Relaxed) == DELETED {

@@ -30,9 +30,7 @@ pub struct PolicyTable {
 
 impl core::fmt::Debug for PolicyTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PolicyTable")
-            .field("hosts", &self.hosts.len())
-            .finish()
+        f.debug_struct("PolicyTable").field("hosts", &self.hosts.len()).finish()
     }
 }
 
@@ -44,17 +42,8 @@ impl PolicyTable {
     /// A table for up to `max_hosts` host policies, and its writer.
     pub fn new(max_hosts: usize) -> (Arc<Self>, PolicyWriter) {
         let (hosts, hw) = HashTable::new(max_hosts);
-        let t = Arc::new(PolicyTable {
-            hosts,
-            prefixes: Rcu::new(Vec::new()),
-        });
-        (
-            t.clone(),
-            PolicyWriter {
-                table: t,
-                hosts: hw,
-            },
-        )
+        let t = Arc::new(PolicyTable { hosts, prefixes: Rcu::new(Vec::new()) });
+        (t.clone(), PolicyWriter { table: t, hosts: hw })
     }
 
     /// The SPI protecting a packet from `src` to `dst`.
@@ -65,11 +54,7 @@ impl PolicyTable {
                 return Some(spi);
             }
         }
-        self.prefixes
-            .load(guard)
-            .iter()
-            .find(|p| p.dst.contains(dst) && p.src.contains(src))
-            .map(|p| p.spi)
+        self.prefixes.load(guard).iter().find(|p| p.dst.contains(dst) && p.src.contains(src)).map(|p| p.spi)
     }
 
     /// Every policy (for listings).
@@ -77,11 +62,7 @@ impl PolicyTable {
         let mut v = Vec::new();
         self.hosts.for_each(guard, |dst, list| {
             for &(src, spi) in list {
-                v.push(Policy {
-                    src,
-                    dst: IpCidr::host(*dst),
-                    spi,
-                });
+                v.push(Policy { src, dst: IpCidr::host(*dst), spi });
             }
         });
         v.extend_from_slice(self.prefixes.load(guard));
@@ -110,12 +91,7 @@ impl PolicyWriter {
     pub fn add(&mut self, p: Policy, guard: &Guard) -> Result<(), TableFull> {
         if is_host(&p.dst) {
             let key = p.dst.addr();
-            let mut v = self
-                .table
-                .hosts
-                .get(&key, guard)
-                .cloned()
-                .unwrap_or_default();
+            let mut v = self.table.hosts.get(&key, guard).cloned().unwrap_or_default();
             v.retain(|(s, _)| *s != p.src);
             v.push((p.src, p.spi));
             v.sort_by_key(|(s, _)| std::cmp::Reverse(s.prefix_len()));
@@ -124,12 +100,7 @@ impl PolicyWriter {
         self.update_prefixes(guard, |list| {
             list.retain(|x| (x.src, x.dst) != (p.src, p.dst));
             list.push(p);
-            list.sort_by_key(|x| {
-                (
-                    std::cmp::Reverse(x.dst.prefix_len()),
-                    std::cmp::Reverse(x.src.prefix_len()),
-                )
-            });
+            list.sort_by_key(|x| (std::cmp::Reverse(x.dst.prefix_len()), std::cmp::Reverse(x.src.prefix_len())));
         });
         Ok(())
     }
@@ -203,60 +174,17 @@ mod tests {
     fn hosts_then_prefixes() {
         let (t, mut w) = PolicyTable::new(16);
         let g = crossbeam_epoch::pin();
-        w.add(
-            Policy {
-                src: c("10.1.0.0/16"),
-                dst: c("10.9.0.0/16"),
-                spi: 1,
-            },
-            &g,
-        )
-        .unwrap();
-        w.add(
-            Policy {
-                src: c("10.1.0.0/16"),
-                dst: c("10.9.0.2/32"),
-                spi: 2,
-            },
-            &g,
-        )
-        .unwrap();
-        w.add(
-            Policy {
-                src: c("::/0"),
-                dst: c("2001:db8:9::2/128"),
-                spi: 3,
-            },
-            &g,
-        )
-        .unwrap();
+        w.add(Policy { src: c("10.1.0.0/16"), dst: c("10.9.0.0/16"), spi: 1 }, &g).unwrap();
+        w.add(Policy { src: c("10.1.0.0/16"), dst: c("10.9.0.2/32"), spi: 2 }, &g).unwrap();
+        w.add(Policy { src: c("::/0"), dst: c("2001:db8:9::2/128"), spi: 3 }, &g).unwrap();
         assert_eq!(t.lookup(a("10.1.0.5"), a("10.9.0.2"), &g), Some(2));
         assert_eq!(t.lookup(a("10.1.0.5"), a("10.9.0.3"), &g), Some(1));
         assert_eq!(t.lookup(a("10.2.0.5"), a("10.9.0.2"), &g), None);
-        assert_eq!(
-            t.lookup(a("2001:db8:1::5"), a("2001:db8:9::2"), &g),
-            Some(3)
-        );
-        w.add(
-            Policy {
-                src: c("10.1.0.0/16"),
-                dst: c("10.9.0.2/32"),
-                spi: 7,
-            },
-            &g,
-        )
-        .unwrap();
-        assert_eq!(
-            t.lookup(a("10.1.0.5"), a("10.9.0.2"), &g),
-            Some(7),
-            "re-pointed"
-        );
+        assert_eq!(t.lookup(a("2001:db8:1::5"), a("2001:db8:9::2"), &g), Some(3));
+        w.add(Policy { src: c("10.1.0.0/16"), dst: c("10.9.0.2/32"), spi: 7 }, &g).unwrap();
+        assert_eq!(t.lookup(a("10.1.0.5"), a("10.9.0.2"), &g), Some(7), "re-pointed");
         assert_eq!(w.remove_spi(7, &g), 1);
-        assert_eq!(
-            t.lookup(a("10.1.0.5"), a("10.9.0.2"), &g),
-            Some(1),
-            "falls back to the prefix"
-        );
+        assert_eq!(t.lookup(a("10.1.0.5"), a("10.9.0.2"), &g), Some(1), "falls back to the prefix");
         assert!(w.remove(c("10.1.0.0/16"), c("10.9.0.0/16"), &g));
         assert_eq!(t.lookup(a("10.1.0.5"), a("10.9.0.3"), &g), None);
         assert_eq!(t.all(&g).len(), 1);

@@ -22,9 +22,7 @@ impl<T> core::fmt::Debug for Rcu<T> {
 
 impl<T: Send + Sync + 'static> Rcu<T> {
     pub fn new(v: T) -> Rcu<T> {
-        Rcu {
-            cur: Atomic::new(v),
-        }
+        Rcu { cur: Atomic::new(v) }
     }
 
     /// The current value, valid while `guard` is pinned and the cell borrowed.

@@ -126,15 +126,7 @@ impl Repr {
         put16(b, field::PTYPE, ethertype::IPV4);
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
-        put16(
-            b,
-            field::OPER,
-            if self.operation == Operation::Request {
-                1
-            } else {
-                2
-            },
-        );
+        put16(b, field::OPER, if self.operation == Operation::Request { 1 } else { 2 });
         b[field::SHA..field::SHA + 6].copy_from_slice(&self.source_hardware_addr.0);
         b[field::SPA..field::SPA + 4].copy_from_slice(&self.source_protocol_addr.octets());
         b[field::THA..field::THA + 6].copy_from_slice(&self.target_hardware_addr.0);
@@ -147,8 +139,8 @@ mod tests {
     use super::*;
 
     const REQUEST: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 10, 0,
-        0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 10, 0, 0, 1, 0, 0, 0, 0, 0,
+        0, 10, 0, 0, 2,
     ];
 
     #[test]
@@ -170,15 +162,9 @@ mod tests {
 
     #[test]
     fn truncated_and_unsupported() {
-        assert_eq!(
-            Packet::new_checked(&REQUEST[..27]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
         let mut bad = REQUEST;
         bad[7] = 9;
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&bad[..])).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&bad[..])).unwrap_err(), Error::Unsupported);
     }
 }

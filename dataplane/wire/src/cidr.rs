@@ -26,10 +26,7 @@ impl IpCidr {
     }
     /// A host prefix (/32 or /128).
     pub fn host(addr: IpAddr) -> IpCidr {
-        IpCidr {
-            addr,
-            prefix_len: if addr.is_ipv4() { 32 } else { 128 },
-        }
+        IpCidr { addr, prefix_len: if addr.is_ipv4() { 32 } else { 128 } }
     }
     pub fn addr(&self) -> IpAddr {
         self.addr
@@ -42,12 +39,8 @@ impl IpCidr {
     }
     pub fn contains(&self, a: IpAddr) -> bool {
         match (self.addr, a) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                (u32::from(n) ^ u32::from(a)) & mask32(self.prefix_len) == 0
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                (u128::from(n) ^ u128::from(a)) & mask128(self.prefix_len) == 0
-            }
+            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) ^ u32::from(a)) & mask32(self.prefix_len) == 0,
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n) ^ u128::from(a)) & mask128(self.prefix_len) == 0,
             _ => false,
         }
     }

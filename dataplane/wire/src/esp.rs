@@ -87,10 +87,7 @@ impl Repr {
         if spi_is_reserved(p.spi()) {
             return Err(Error::Malformed);
         }
-        Ok(Repr {
-            spi: p.spi(),
-            seq: p.seq(),
-        })
+        Ok(Repr { spi: p.spi(), seq: p.seq() })
     }
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
@@ -123,9 +120,7 @@ impl Trailer {
         }
         let pad_len = plaintext[n - 2];
         let next_header = plaintext[n - 1];
-        let payload_len = n
-            .checked_sub(TRAILER_LEN + pad_len as usize)
-            .ok_or(Error::BadLength)?;
+        let payload_len = n.checked_sub(TRAILER_LEN + pad_len as usize).ok_or(Error::BadLength)?;
         let pad = &plaintext[payload_len..n - TRAILER_LEN];
         // Compare every byte without an early exit; the content is already authenticated,
         // so this is about correctness, not timing.
@@ -136,11 +131,7 @@ impl Trailer {
         if bad != 0 {
             return Err(Error::Malformed);
         }
-        Ok(Trailer {
-            payload_len,
-            pad_len,
-            next_header,
-        })
+        Ok(Trailer { payload_len, pad_len, next_header })
     }
 
     /// Writes the default padding (1, 2, 3, …), the pad length and the next header after
@@ -165,13 +156,7 @@ mod tests {
         let b = [0x00, 0x00, 0x10, 0x01, 0x00, 0x00, 0x00, 0x2a, 0xaa];
         let p = Packet::new_checked(&b[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                spi: 0x1001,
-                seq: 42
-            }
-        );
+        assert_eq!(r, Repr { spi: 0x1001, seq: 42 });
         assert_eq!(p.payload(), &[0xaa]);
         let mut out = [0u8; 8];
         r.emit(&mut out);
@@ -180,17 +165,11 @@ mod tests {
 
     #[test]
     fn reserved_spi_and_truncation() {
-        assert_eq!(
-            Packet::new_checked(&[0u8; 7][..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&[0u8; 7][..]).unwrap_err(), Error::Truncated);
         for spi in [0u32, 1, 255] {
             let mut b = [0u8; 8];
             Repr { spi, seq: 1 }.emit(&mut b);
-            assert_eq!(
-                Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(),
-                Error::Malformed
-            );
+            assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(), Error::Malformed);
         }
         let mut b = [0u8; 8];
         Repr { spi: 256, seq: 1 }.emit(&mut b);
@@ -202,14 +181,7 @@ mod tests {
         let mut b = [0xeeu8; 16];
         Trailer::emit(&mut b, 9, 5, 4);
         assert_eq!(&b[9..], &[1, 2, 3, 4, 5, 5, 4]);
-        assert_eq!(
-            Trailer::parse(&b).unwrap(),
-            Trailer {
-                payload_len: 9,
-                pad_len: 5,
-                next_header: 4
-            }
-        );
+        assert_eq!(Trailer::parse(&b).unwrap(), Trailer { payload_len: 9, pad_len: 5, next_header: 4 });
     }
 
     #[test]
@@ -219,19 +191,9 @@ mod tests {
         b[11] = 9;
         assert_eq!(Trailer::parse(&b).unwrap_err(), Error::Malformed);
         // Pad length larger than the plaintext.
-        assert_eq!(
-            Trailer::parse(&[0, 0, 3, 41]).unwrap_err(),
-            Error::BadLength
-        );
+        assert_eq!(Trailer::parse(&[0, 0, 3, 41]).unwrap_err(), Error::BadLength);
         assert_eq!(Trailer::parse(&[4]).unwrap_err(), Error::Truncated);
         // No padding at all is fine.
-        assert_eq!(
-            Trailer::parse(&[0x45, 0, 4]).unwrap(),
-            Trailer {
-                payload_len: 1,
-                pad_len: 0,
-                next_header: 4
-            }
-        );
+        assert_eq!(Trailer::parse(&[0x45, 0, 4]).unwrap(), Trailer { payload_len: 1, pad_len: 0, next_header: 4 });
     }
 }

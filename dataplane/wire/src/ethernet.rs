@@ -45,11 +45,7 @@ impl core::fmt::Debug for EthernetAddress {
 impl core::fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let b = &self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -185,12 +181,7 @@ pub struct Repr {
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(f: &Frame<T>) -> Result<Repr> {
         f.check_len()?;
-        Ok(Repr {
-            src: f.src_addr(),
-            dst: f.dst_addr(),
-            vlan: f.vlan_id(),
-            ethertype: f.ethertype(),
-        })
+        Ok(Repr { src: f.src_addr(), dst: f.dst_addr(), vlan: f.vlan_id(), ethertype: f.ethertype() })
     }
 
     pub const fn buffer_len(&self) -> usize {
@@ -220,13 +211,9 @@ impl Repr {
 mod tests {
     use super::*;
 
-    const FRAME: [u8; 18] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0xaa,
-        0xbb, 0xcc, 0xdd,
-    ];
-    const TAGGED: [u8; 20] = [
-        0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x64, 0x86, 0xdd, 0x60, 0x00,
-    ];
+    const FRAME: [u8; 18] =
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0xaa, 0xbb, 0xcc, 0xdd];
+    const TAGGED: [u8; 20] = [0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x64, 0x86, 0xdd, 0x60, 0x00];
 
     #[test]
     fn parse() {
@@ -259,14 +246,8 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(
-            Frame::new_checked(&FRAME[..13]).unwrap_err(),
-            Error::Truncated
-        );
-        assert_eq!(
-            Frame::new_checked(&TAGGED[..17]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Frame::new_checked(&FRAME[..13]).unwrap_err(), Error::Truncated);
+        assert_eq!(Frame::new_checked(&TAGGED[..17]).unwrap_err(), Error::Truncated);
     }
 
     #[test]

@@ -119,25 +119,12 @@ impl<'a> Repr<'a> {
         let buf: &'a T = p.buffer;
         let data = &buf.as_ref()[HEADER_LEN..];
         Ok(match p.msg_type() {
-            kind::ECHO_REQUEST => Repr::EchoRequest {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
-            kind::ECHO_REPLY => Repr::EchoReply {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
-            kind::DST_UNREACHABLE => Repr::DstUnreachable {
-                code: p.msg_code(),
-                next_hop_mtu: p.next_hop_mtu(),
-                quoted: data,
-            },
-            kind::TIME_EXCEEDED => Repr::TimeExceeded {
-                code: p.msg_code(),
-                quoted: data,
-            },
+            kind::ECHO_REQUEST => Repr::EchoRequest { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data },
+            kind::ECHO_REPLY => Repr::EchoReply { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data },
+            kind::DST_UNREACHABLE => {
+                Repr::DstUnreachable { code: p.msg_code(), next_hop_mtu: p.next_hop_mtu(), quoted: data }
+            }
+            kind::TIME_EXCEEDED => Repr::TimeExceeded { code: p.msg_code(), quoted: data },
             _ => return Err(Error::Unsupported),
         })
     }
@@ -146,9 +133,7 @@ impl<'a> Repr<'a> {
         HEADER_LEN
             + match self {
                 Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => data.len(),
-                Repr::DstUnreachable { quoted, .. } | Repr::TimeExceeded { quoted, .. } => {
-                    quoted.len()
-                }
+                Repr::DstUnreachable { quoted, .. } | Repr::TimeExceeded { quoted, .. } => quoted.len(),
             }
     }
 
@@ -157,31 +142,15 @@ impl<'a> Repr<'a> {
         let b = &mut b[..self.buffer_len()];
         b[4..8].fill(0);
         match *self {
-            Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            }
-            | Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => {
-                b[field::TYPE] = if matches!(self, Repr::EchoRequest { .. }) {
-                    kind::ECHO_REQUEST
-                } else {
-                    kind::ECHO_REPLY
-                };
+            Repr::EchoRequest { ident, seq_no, data } | Repr::EchoReply { ident, seq_no, data } => {
+                b[field::TYPE] =
+                    if matches!(self, Repr::EchoRequest { .. }) { kind::ECHO_REQUEST } else { kind::ECHO_REPLY };
                 b[field::CODE] = 0;
                 put16(b, field::IDENT, ident);
                 put16(b, field::SEQ, seq_no);
                 b[HEADER_LEN..].copy_from_slice(data);
             }
-            Repr::DstUnreachable {
-                code,
-                next_hop_mtu,
-                quoted,
-            } => {
+            Repr::DstUnreachable { code, next_hop_mtu, quoted } => {
                 b[field::TYPE] = kind::DST_UNREACHABLE;
                 b[field::CODE] = code;
                 put16(b, field::NEXT_HOP_MTU, next_hop_mtu);
@@ -203,11 +172,7 @@ mod tests {
 
     #[test]
     fn echo_round_trip() {
-        let r = Repr::EchoRequest {
-            ident: 0x1234,
-            seq_no: 7,
-            data: b"abcd",
-        };
+        let r = Repr::EchoRequest { ident: 0x1234, seq_no: 7, data: b"abcd" };
         let mut b = [0u8; 12];
         r.emit(&mut b);
         assert_eq!(&b[..2], &[8, 0]);
@@ -219,11 +184,7 @@ mod tests {
     #[test]
     fn frag_needed_round_trip() {
         let quoted = [0x45u8; 28];
-        let r = Repr::DstUnreachable {
-            code: CODE_FRAG_NEEDED,
-            next_hop_mtu: 1438,
-            quoted: &quoted,
-        };
+        let r = Repr::DstUnreachable { code: CODE_FRAG_NEEDED, next_hop_mtu: 1438, quoted: &quoted };
         let mut b = [0u8; 36];
         r.emit(&mut b);
         assert_eq!(&b[..2], &[3, 4]);
@@ -234,28 +195,14 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert_eq!(
-            Packet::new_checked(&[0u8; 7][..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&[0u8; 7][..]).unwrap_err(), Error::Truncated);
         let mut b = [0u8; 12];
-        Repr::EchoReply {
-            ident: 1,
-            seq_no: 2,
-            data: b"wxyz",
-        }
-        .emit(&mut b);
+        Repr::EchoReply { ident: 1, seq_no: 2, data: b"wxyz" }.emit(&mut b);
         b[9] ^= 0xff;
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(),
-            Error::BadChecksum
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(), Error::BadChecksum);
         let mut b = [0u8; 8];
         b[0] = 13; // timestamp request
         Packet::new_unchecked(&mut b[..]).fill_checksum();
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(),
-            Error::Unsupported
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..])).unwrap_err(), Error::Unsupported);
     }
 }

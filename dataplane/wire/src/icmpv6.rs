@@ -50,11 +50,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if matches!(
-            self.msg_type(),
-            kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT
-        ) && b.len() < ND_LEN
-        {
+        if matches!(self.msg_type(), kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT) && b.len() < ND_LEN {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -85,10 +81,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Verifies the checksum against the IPv6 pseudo-header.
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
         let b = self.buffer.as_ref();
-        checksum::fold(checksum::add(
-            checksum::pseudo_v6(src, dst, ip_proto::ICMPV6, b.len() as u32),
-            b,
-        )) == 0xffff
+        checksum::fold(checksum::add(checksum::pseudo_v6(src, dst, ip_proto::ICMPV6, b.len() as u32), b)) == 0xffff
     }
 }
 
@@ -96,10 +89,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         put16(self.buffer.as_mut(), 2, 0);
         let b = self.buffer.as_ref();
-        let c = !checksum::fold(checksum::add(
-            checksum::pseudo_v6(src, dst, ip_proto::ICMPV6, b.len() as u32),
-            b,
-        ));
+        let c = !checksum::fold(checksum::add(checksum::pseudo_v6(src, dst, ip_proto::ICMPV6, b.len() as u32), b));
         put16(self.buffer.as_mut(), 2, c);
     }
 }
@@ -107,37 +97,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// The meaning of the ICMPv6 messages the gateway sends and acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repr<'a> {
-    DstUnreachable {
-        code: u8,
-        quoted: &'a [u8],
-    },
-    PacketTooBig {
-        mtu: u32,
-        quoted: &'a [u8],
-    },
-    TimeExceeded {
-        code: u8,
-        quoted: &'a [u8],
-    },
-    EchoRequest {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
-    EchoReply {
-        ident: u16,
-        seq_no: u16,
-        data: &'a [u8],
-    },
-    NeighborSolicit {
-        target: Ipv6Addr,
-        lladdr: Option<EthernetAddress>,
-    },
-    NeighborAdvert {
-        flags: u8,
-        target: Ipv6Addr,
-        lladdr: Option<EthernetAddress>,
-    },
+    DstUnreachable { code: u8, quoted: &'a [u8] },
+    PacketTooBig { mtu: u32, quoted: &'a [u8] },
+    TimeExceeded { code: u8, quoted: &'a [u8] },
+    EchoRequest { ident: u16, seq_no: u16, data: &'a [u8] },
+    EchoReply { ident: u16, seq_no: u16, data: &'a [u8] },
+    NeighborSolicit { target: Ipv6Addr, lladdr: Option<EthernetAddress> },
+    NeighborAdvert { flags: u8, target: Ipv6Addr, lladdr: Option<EthernetAddress> },
 }
 
 /// Finds the link-layer address option of type `want` among ND options (RFC 4861 §4.6).
@@ -164,11 +130,7 @@ fn find_lladdr(mut opts: &[u8], want: u8) -> Result<Option<EthernetAddress>> {
 
 impl<'a> Repr<'a> {
     /// Parses a message, verifying the checksum against `src`/`dst`.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        p: &Packet<&'a T>,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-    ) -> Result<Repr<'a>> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(p: &Packet<&'a T>, src: Ipv6Addr, dst: Ipv6Addr) -> Result<Repr<'a>> {
         p.check_len()?;
         if !p.verify_checksum(src, dst) {
             return Err(Error::BadChecksum);
@@ -177,36 +139,16 @@ impl<'a> Repr<'a> {
         let b = buf.as_ref();
         let data = &b[HEADER_LEN..];
         Ok(match p.msg_type() {
-            kind::DST_UNREACHABLE => Repr::DstUnreachable {
-                code: p.msg_code(),
-                quoted: data,
-            },
-            kind::PACKET_TOO_BIG => Repr::PacketTooBig {
-                mtu: p.mtu(),
-                quoted: data,
-            },
-            kind::TIME_EXCEEDED => Repr::TimeExceeded {
-                code: p.msg_code(),
-                quoted: data,
-            },
-            kind::ECHO_REQUEST => Repr::EchoRequest {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
-            kind::ECHO_REPLY => Repr::EchoReply {
-                ident: p.echo_ident(),
-                seq_no: p.echo_seq_no(),
-                data,
-            },
+            kind::DST_UNREACHABLE => Repr::DstUnreachable { code: p.msg_code(), quoted: data },
+            kind::PACKET_TOO_BIG => Repr::PacketTooBig { mtu: p.mtu(), quoted: data },
+            kind::TIME_EXCEEDED => Repr::TimeExceeded { code: p.msg_code(), quoted: data },
+            kind::ECHO_REQUEST => Repr::EchoRequest { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data },
+            kind::ECHO_REPLY => Repr::EchoReply { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data },
             kind::NEIGHBOR_SOLICIT => {
                 if p.msg_code() != 0 {
                     return Err(Error::Malformed);
                 }
-                Repr::NeighborSolicit {
-                    target: p.target_addr(),
-                    lladdr: find_lladdr(&b[ND_LEN..], OPT_SOURCE_LLADDR)?,
-                }
+                Repr::NeighborSolicit { target: p.target_addr(), lladdr: find_lladdr(&b[ND_LEN..], OPT_SOURCE_LLADDR)? }
             }
             kind::NEIGHBOR_ADVERT => {
                 if p.msg_code() != 0 {
@@ -227,9 +169,7 @@ impl<'a> Repr<'a> {
             Repr::DstUnreachable { quoted, .. }
             | Repr::PacketTooBig { quoted, .. }
             | Repr::TimeExceeded { quoted, .. } => HEADER_LEN + quoted.len(),
-            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => {
-                HEADER_LEN + data.len()
-            }
+            Repr::EchoRequest { data, .. } | Repr::EchoReply { data, .. } => HEADER_LEN + data.len(),
             Repr::NeighborSolicit { lladdr, .. } | Repr::NeighborAdvert { lladdr, .. } => {
                 ND_LEN + if lladdr.is_some() { 8 } else { 0 }
             }
@@ -257,27 +197,13 @@ impl<'a> Repr<'a> {
                 put32(b, 4, mtu);
                 b[HEADER_LEN..].copy_from_slice(quoted);
             }
-            Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            }
-            | Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => {
-                b[0] = if matches!(self, Repr::EchoRequest { .. }) {
-                    kind::ECHO_REQUEST
-                } else {
-                    kind::ECHO_REPLY
-                };
+            Repr::EchoRequest { ident, seq_no, data } | Repr::EchoReply { ident, seq_no, data } => {
+                b[0] = if matches!(self, Repr::EchoRequest { .. }) { kind::ECHO_REQUEST } else { kind::ECHO_REPLY };
                 put16(b, 4, ident);
                 put16(b, 6, seq_no);
                 b[HEADER_LEN..].copy_from_slice(data);
             }
-            Repr::NeighborSolicit { target, lladdr }
-            | Repr::NeighborAdvert { target, lladdr, .. } => {
+            Repr::NeighborSolicit { target, lladdr } | Repr::NeighborAdvert { target, lladdr, .. } => {
                 let opt = if let Repr::NeighborAdvert { flags, .. } = *self {
                     b[0] = kind::NEIGHBOR_ADVERT;
                     b[4] = flags;
@@ -301,16 +227,7 @@ impl<'a> Repr<'a> {
 /// The solicited-node multicast address of `addr` (RFC 4291 §2.7.1).
 pub fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
     let o = addr.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | o[13] as u16,
-        u16::from_be_bytes([o[14], o[15]]),
-    )
+    Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | o[13] as u16, u16::from_be_bytes([o[14], o[15]]))
 }
 
 #[cfg(test)]
@@ -327,41 +244,14 @@ mod tests {
         let mac: EthernetAddress = "02:00:00:00:00:01".parse().unwrap();
         let quoted = [0x60u8; 48];
         let cases = [
-            Repr::PacketTooBig {
-                mtu: 1280,
-                quoted: &quoted,
-            },
-            Repr::DstUnreachable {
-                code: 4,
-                quoted: &quoted,
-            },
-            Repr::TimeExceeded {
-                code: 0,
-                quoted: &quoted,
-            },
-            Repr::EchoRequest {
-                ident: 1,
-                seq_no: 2,
-                data: b"ping",
-            },
-            Repr::EchoReply {
-                ident: 1,
-                seq_no: 2,
-                data: b"pong",
-            },
-            Repr::NeighborSolicit {
-                target: d,
-                lladdr: Some(mac),
-            },
-            Repr::NeighborSolicit {
-                target: d,
-                lladdr: None,
-            },
-            Repr::NeighborAdvert {
-                flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
-                target: d,
-                lladdr: Some(mac),
-            },
+            Repr::PacketTooBig { mtu: 1280, quoted: &quoted },
+            Repr::DstUnreachable { code: 4, quoted: &quoted },
+            Repr::TimeExceeded { code: 0, quoted: &quoted },
+            Repr::EchoRequest { ident: 1, seq_no: 2, data: b"ping" },
+            Repr::EchoReply { ident: 1, seq_no: 2, data: b"pong" },
+            Repr::NeighborSolicit { target: d, lladdr: Some(mac) },
+            Repr::NeighborSolicit { target: d, lladdr: None },
+            Repr::NeighborAdvert { flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE, target: d, lladdr: Some(mac) },
         ];
         for r in cases {
             let mut b = [0u8; 64];
@@ -376,37 +266,21 @@ mod tests {
     #[test]
     fn bad_input() {
         let (s, d) = addrs();
-        assert_eq!(
-            Packet::new_checked(&[0u8; 7][..]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&[0u8; 7][..]).unwrap_err(), Error::Truncated);
         let mut b = [0u8; 32];
-        Repr::NeighborSolicit {
-            target: d,
-            lladdr: Some(EthernetAddress([2, 0, 0, 0, 0, 9])),
-        }
-        .emit(&mut b, s, d);
+        Repr::NeighborSolicit { target: d, lladdr: Some(EthernetAddress([2, 0, 0, 0, 0, 9])) }.emit(&mut b, s, d);
         let other: Ipv6Addr = "fe80::3".parse().unwrap();
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&b[..]), s, other).unwrap_err(),
-            Error::BadChecksum
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..]), s, other).unwrap_err(), Error::BadChecksum);
         // Zero-length option.
         b[25] = 0;
         Packet::new_unchecked(&mut b[..]).fill_checksum(s, d);
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&b[..]), s, d).unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..]), s, d).unwrap_err(), Error::Malformed);
         assert_eq!(Packet::new_checked(&b[..20]).unwrap_err(), Error::Truncated);
     }
 
     #[test]
     fn solicited_node_address() {
         let a: Ipv6Addr = "2001:db8::1:2345:6789".parse().unwrap();
-        assert_eq!(
-            solicited_node(a),
-            "ff02::1:ff45:6789".parse::<Ipv6Addr>().unwrap()
-        );
+        assert_eq!(solicited_node(a), "ff02::1:ff45:6789".parse::<Ipv6Addr>().unwrap());
     }
 }

@@ -177,15 +177,8 @@ mod tests {
         let mut b = [0u8; 29];
         header().emit(&mut b);
         assert_eq!(Packet::new_checked(&b[..27]).unwrap_err(), Error::Truncated);
-        assert_eq!(
-            Packet::new_checked(&b[..]).unwrap_err(),
-            Error::BadLength,
-            "length field 28 but 29 bytes"
-        );
+        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::BadLength, "length field 28 but 29 bytes");
         b[17] = 0x10;
-        assert_eq!(
-            Repr::parse(&Packet::new_unchecked(&b[..28])).unwrap_err(),
-            Error::BadVersion
-        );
+        assert_eq!(Repr::parse(&Packet::new_unchecked(&b[..28])).unwrap_err(), Error::BadVersion);
     }
 }

@@ -271,8 +271,8 @@ mod tests {
 
     // 10.0.0.1 -> 10.0.0.2, UDP, 4 bytes of payload, DF, TTL 64.
     const PACKET: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0,
-        0, 2, 0xde, 0xad, 0xbe, 0xef,
+        0x45, 0x00, 0x00, 0x18, 0x12, 0x34, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 10, 0, 0, 1, 10, 0, 0, 2, 0xde, 0xad,
+        0xbe, 0xef,
     ];
 
     fn packet() -> [u8; 24] {
@@ -352,16 +352,10 @@ mod tests {
         assert_eq!(Packet::new_checked(&x[..]).unwrap_err(), Error::BadLength);
         let mut x = b;
         x[0] = 0x65;
-        assert_eq!(
-            Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(),
-            Error::BadVersion
-        );
+        assert_eq!(Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(), Error::BadVersion);
         let mut x = b;
         x[8] = 1;
-        assert_eq!(
-            Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(),
-            Error::BadChecksum
-        );
+        assert_eq!(Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(), Error::BadChecksum);
     }
 
     #[test]

@@ -170,9 +170,7 @@ pub fn walk_ext_headers(mut next_header: u8, payload: &[u8]) -> Result<UpperLaye
                 if frag.is_some() {
                     return Err(Error::Malformed);
                 }
-                let h = payload
-                    .get(offset..offset + FRAG_HEADER_LEN)
-                    .ok_or(Error::Truncated)?;
+                let h = payload.get(offset..offset + FRAG_HEADER_LEN).ok_or(Error::Truncated)?;
                 let off_m = be16(h, 2);
                 let info = FragInfo {
                     header_offset: offset,
@@ -185,20 +183,10 @@ pub fn walk_ext_headers(mut next_header: u8, payload: &[u8]) -> Result<UpperLaye
                 next_header = h[0];
                 offset += FRAG_HEADER_LEN;
                 if info.offset != 0 {
-                    return Ok(UpperLayer {
-                        protocol: next_header,
-                        offset,
-                        frag,
-                    });
+                    return Ok(UpperLayer { protocol: next_header, offset, frag });
                 }
             }
-            _ => {
-                return Ok(UpperLayer {
-                    protocol: next_header,
-                    offset,
-                    frag,
-                })
-            }
+            _ => return Ok(UpperLayer { protocol: next_header, offset, frag }),
         }
     }
     Err(Error::Malformed)
@@ -246,8 +234,7 @@ impl Repr {
     }
 
     pub fn emit(&self, b: &mut [u8]) {
-        let w =
-            (6u32 << 28) | ((self.traffic_class as u32) << 20) | (self.flow_label & 0x000f_ffff);
+        let w = (6u32 << 28) | ((self.traffic_class as u32) << 20) | (self.flow_label & 0x000f_ffff);
         put32(b, field::VER_TC_FLOW, w);
         put16(b, field::LENGTH, self.payload_len as u16);
         b[field::NXT_HDR] = self.next_header;
@@ -290,14 +277,7 @@ mod tests {
         let mut out = std::vec![0u8; 40];
         r.emit(&mut out);
         assert_eq!(&out[..], &b[..40]);
-        assert_eq!(
-            p.upper_layer().unwrap(),
-            UpperLayer {
-                protocol: ip_proto::UDP,
-                offset: 0,
-                frag: None
-            }
-        );
+        assert_eq!(p.upper_layer().unwrap(), UpperLayer { protocol: ip_proto::UDP, offset: 0, frag: None });
     }
 
     #[test]
@@ -305,24 +285,7 @@ mod tests {
         // HBH (8 bytes) -> DestOpts (16 bytes) -> Fragment (offset 0, M) -> ESP
         let mut pl = Vec::new();
         pl.extend_from_slice(&[ip_proto::IPV6_OPTS, 0, 1, 4, 0, 0, 0, 0]);
-        pl.extend_from_slice(&[
-            ip_proto::IPV6_FRAG,
-            1,
-            1,
-            12,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ]);
+        pl.extend_from_slice(&[ip_proto::IPV6_FRAG, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let mut fh = [0u8; 8];
         emit_frag_header(&mut fh, ip_proto::ESP, 0, true, 0xdeadbeef);
         pl.extend_from_slice(&fh);
@@ -332,10 +295,7 @@ mod tests {
         assert_eq!(u.protocol, ip_proto::ESP);
         assert_eq!(u.offset, 32);
         let f = u.frag.unwrap();
-        assert_eq!(
-            (f.header_offset, f.offset, f.more_frags, f.ident),
-            (24, 0, true, 0xdeadbeef)
-        );
+        assert_eq!((f.header_offset, f.offset, f.more_frags, f.ident), (24, 0, true, 0xdeadbeef));
     }
 
     #[test]
@@ -358,61 +318,20 @@ mod tests {
         assert_eq!(Packet::new_checked(&b[..47]).unwrap_err(), Error::Truncated);
         let mut x = b.clone();
         x[0] = 0x40;
-        assert_eq!(
-            Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(),
-            Error::BadVersion
-        );
+        assert_eq!(Repr::parse(&Packet::new_checked(&x[..]).unwrap()).unwrap_err(), Error::BadVersion);
         // Extension header running past the payload.
         let b = packet(ip_proto::IPV6_OPTS, &[ip_proto::UDP, 3, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(
-            Packet::new_checked(&b[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap_err(), Error::Truncated);
         // Hop-by-hop not first.
-        let b = packet(
-            ip_proto::IPV6_OPTS,
-            &[
-                ip_proto::HOP_BY_HOP,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                17,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-                0,
-            ],
-        );
-        assert_eq!(
-            Packet::new_checked(&b[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap_err(),
-            Error::Malformed
-        );
+        let b = packet(ip_proto::IPV6_OPTS, &[ip_proto::HOP_BY_HOP, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap_err(), Error::Malformed);
         // A chain longer than the limit.
         let mut pl = Vec::new();
         for _ in 0..MAX_EXT_HEADERS + 1 {
             pl.extend_from_slice(&[ip_proto::IPV6_OPTS, 0, 0, 0, 0, 0, 0, 0]);
         }
         let b = packet(ip_proto::IPV6_OPTS, &pl);
-        assert_eq!(
-            Packet::new_checked(&b[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap_err(), Error::Malformed);
         // Two fragment headers.
         let mut pl = Vec::new();
         let mut fh = [0u8; 8];
@@ -421,12 +340,6 @@ mod tests {
         emit_frag_header(&mut fh, ip_proto::UDP, 0, true, 1);
         pl.extend_from_slice(&fh);
         let b = packet(ip_proto::IPV6_FRAG, &pl);
-        assert_eq!(
-            Packet::new_checked(&b[..])
-                .unwrap()
-                .upper_layer()
-                .unwrap_err(),
-            Error::Malformed
-        );
+        assert_eq!(Packet::new_checked(&b[..]).unwrap().upper_layer().unwrap_err(), Error::Malformed);
     }
 }

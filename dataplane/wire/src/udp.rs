@@ -75,17 +75,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 c == 0
-                    || checksum::fold(checksum::add(
-                        checksum::pseudo_v4(s, d, ip_proto::UDP, seg.len() as u32),
-                        seg,
-                    )) == 0xffff
+                    || checksum::fold(checksum::add(checksum::pseudo_v4(s, d, ip_proto::UDP, seg.len() as u32), seg))
+                        == 0xffff
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 c != 0
-                    && checksum::fold(checksum::add(
-                        checksum::pseudo_v6(s, d, ip_proto::UDP, seg.len() as u32),
-                        seg,
-                    )) == 0xffff
+                    && checksum::fold(checksum::add(checksum::pseudo_v6(s, d, ip_proto::UDP, seg.len() as u32), seg))
+                        == 0xffff
             }
             _ => false,
         }
@@ -138,11 +134,7 @@ pub struct Repr {
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr> {
         p.check_len()?;
-        Ok(Repr {
-            src_port: p.src_port(),
-            dst_port: p.dst_port(),
-            payload_len: p.len() as usize - HEADER_LEN,
-        })
+        Ok(Repr { src_port: p.src_port(), dst_port: p.dst_port(), payload_len: p.len() as usize - HEADER_LEN })
     }
     pub const fn buffer_len(&self) -> usize {
         HEADER_LEN
@@ -162,22 +154,13 @@ mod tests {
     use super::*;
     use core::net::{Ipv4Addr, Ipv6Addr};
 
-    const DGRAM: [u8; 12] = [
-        0x11, 0x94, 0x11, 0x94, 0x00, 0x0c, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00,
-    ];
+    const DGRAM: [u8; 12] = [0x11, 0x94, 0x11, 0x94, 0x00, 0x0c, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00];
 
     #[test]
     fn parse_emit_round_trip() {
         let p = Packet::new_checked(&DGRAM[..]).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(
-            r,
-            Repr {
-                src_port: 4500,
-                dst_port: 4500,
-                payload_len: 4
-            }
-        );
+        assert_eq!(r, Repr { src_port: 4500, dst_port: 4500, payload_len: 4 });
         let mut out = [0u8; 12];
         r.emit(&mut out);
         out[8..].copy_from_slice(p.payload());
@@ -189,13 +172,8 @@ mod tests {
         let s4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
         let d4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
         let mut b = DGRAM;
-        assert!(
-            Packet::new_checked(&b[..]).unwrap().verify_checksum(s4, d4),
-            "zero accepted over IPv4"
-        );
-        Packet::new_checked(&mut b[..])
-            .unwrap()
-            .fill_checksum(s4, d4);
+        assert!(Packet::new_checked(&b[..]).unwrap().verify_checksum(s4, d4), "zero accepted over IPv4");
+        Packet::new_checked(&mut b[..]).unwrap().fill_checksum(s4, d4);
         assert_ne!(Packet::new_unchecked(&b[..]).checksum(), 0);
         assert!(Packet::new_unchecked(&b[..]).verify_checksum(s4, d4));
         b[9] ^= 1;
@@ -204,22 +182,14 @@ mod tests {
         let s6 = IpAddr::V6("2001:db8::1".parse::<Ipv6Addr>().unwrap());
         let d6 = IpAddr::V6("2001:db8::2".parse::<Ipv6Addr>().unwrap());
         let mut b = DGRAM;
-        assert!(
-            !Packet::new_unchecked(&b[..]).verify_checksum(s6, d6),
-            "zero rejected over IPv6"
-        );
-        Packet::new_checked(&mut b[..])
-            .unwrap()
-            .fill_checksum(s6, d6);
+        assert!(!Packet::new_unchecked(&b[..]).verify_checksum(s6, d6), "zero rejected over IPv6");
+        Packet::new_checked(&mut b[..]).unwrap().fill_checksum(s6, d6);
         assert!(Packet::new_unchecked(&b[..]).verify_checksum(s6, d6));
     }
 
     #[test]
     fn bad_lengths() {
-        assert_eq!(
-            Packet::new_checked(&DGRAM[..7]).unwrap_err(),
-            Error::Truncated
-        );
+        assert_eq!(Packet::new_checked(&DGRAM[..7]).unwrap_err(), Error::Truncated);
         let mut b = DGRAM;
         b[5] = 7;
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::BadLength);

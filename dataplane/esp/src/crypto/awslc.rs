@@ -2,16 +2,13 @@
 //! ChaCha20-Poly1305, AES-CBC and HMAC.
 
 use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use aws_lc_rs::cipher::{
-    self, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey,
-};
+use aws_lc_rs::cipher::{self, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 use subtle::ConstantTimeEq;
 
 use super::{
-    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher,
-    OpStatus, SaKeys,
+    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
 };
 use crate::proposal::{EspLayout, Transform};
 
@@ -28,12 +25,7 @@ impl CryptoProvider for AwsLc {
     fn supports(&self, _t: Transform) -> bool {
         true
     }
-    fn new_cipher(
-        &self,
-        t: Transform,
-        keys: &SaKeys,
-        esn: bool,
-    ) -> Result<Box<dyn EspCipher>, CryptoError> {
+    fn new_cipher(&self, t: Transform, keys: &SaKeys, esn: bool) -> Result<Box<dyn EspCipher>, CryptoError> {
         let key_err = || CryptoError::KeyLength {
             transform: t,
             which: "encryption",
@@ -51,15 +43,9 @@ impl CryptoProvider for AwsLc {
             let salt: [u8; 4] = keys.salt(t).try_into().map_err(|_| key_err())?;
             return Ok(Box::new(Aead { t, esn, salt, key }));
         }
-        let alg = if k.len() == 16 {
-            &cipher::AES_128
-        } else {
-            &cipher::AES_256
-        };
-        let enc = EncryptingKey::cbc(UnboundCipherKey::new(alg, k).map_err(|_| key_err())?)
-            .map_err(|_| key_err())?;
-        let dec = DecryptingKey::cbc(UnboundCipherKey::new(alg, k).map_err(|_| key_err())?)
-            .map_err(|_| key_err())?;
+        let alg = if k.len() == 16 { &cipher::AES_128 } else { &cipher::AES_256 };
+        let enc = EncryptingKey::cbc(UnboundCipherKey::new(alg, k).map_err(|_| key_err())?).map_err(|_| key_err())?;
+        let dec = DecryptingKey::cbc(UnboundCipherKey::new(alg, k).map_err(|_| key_err())?).map_err(|_| key_err())?;
         let halg = match t {
             Transform::Aes128Sha1 | Transform::Aes256Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
             _ => hmac::HMAC_SHA256,
@@ -85,9 +71,7 @@ struct Aead {
 
 impl core::fmt::Debug for Aead {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("awslc::Aead")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("awslc::Aead").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -99,10 +83,7 @@ impl Aead {
         r.head[8..16].copy_from_slice(&op.seq.to_be_bytes());
         let nonce = Nonce::assume_unique_for_key(aead_nonce(&self.salt, &r.head[8..16]));
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
-        match self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), r.body)
-        {
+        match self.key.seal_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), r.body) {
             Ok(tag) => {
                 r.icv.copy_from_slice(tag.as_ref());
                 OpStatus::Ok
@@ -117,10 +98,7 @@ impl Aead {
         };
         let nonce = Nonce::assume_unique_for_key(aead_nonce(&self.salt, &r.head[8..16]));
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
-        match self
-            .key
-            .open_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), r.icv, r.body)
-        {
+        match self.key.open_in_place_separate_tag(nonce, Aad::from(&aad[..aad_len]), r.icv, r.body) {
             Ok(_) => OpStatus::Ok,
             Err(_) => {
                 // AWS-LC decrypts before it checks the tag: wipe the unauthenticated plaintext.
@@ -162,9 +140,7 @@ struct Cbc {
 
 impl core::fmt::Debug for Cbc {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("awslc::Cbc")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("awslc::Cbc").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -209,10 +185,7 @@ impl Cbc {
             return OpStatus::BadLength;
         };
         let iv: [u8; 16] = r.head[8..24].try_into().unwrap_or([0; 16]);
-        match self
-            .dec
-            .decrypt(r.body, DecryptionContext::Iv128(FixedLength::from(iv)))
-        {
+        match self.dec.decrypt(r.body, DecryptionContext::Iv128(FixedLength::from(iv))) {
             Ok(_) => OpStatus::Ok,
             Err(_) => OpStatus::BadLength,
         }

@@ -21,14 +21,11 @@
 use std::sync::OnceLock;
 
 use arrayvec::ArrayVec;
-use ipsec_mb_sys::safe::{
-    self, Arch, CbcHmacKey, ChachaPolyKey, Direction, GcmKey, HmacAlg, Job, JobStatus, Mgr,
-};
+use ipsec_mb_sys::safe::{self, Arch, CbcHmacKey, ChachaPolyKey, Direction, GcmKey, HmacAlg, Job, JobStatus, Mgr};
 use subtle::ConstantTimeEq;
 
 use super::{
-    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher,
-    OpStatus, SaKeys,
+    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
 };
 use crate::proposal::{EspLayout, Transform};
 use crate::MAX_BURST;
@@ -59,10 +56,7 @@ pub fn provider() -> Option<&'static dyn CryptoProvider> {
 }
 
 fn init_err(e: safe::Error) -> CryptoError {
-    CryptoError::Init {
-        provider: NAME,
-        reason: e.as_str(),
-    }
+    CryptoError::Init { provider: NAME, reason: e.as_str() }
 }
 
 impl CryptoProvider for IpsecMb {
@@ -76,12 +70,7 @@ impl CryptoProvider for IpsecMb {
         true
     }
 
-    fn new_cipher(
-        &self,
-        t: Transform,
-        keys: &SaKeys,
-        esn: bool,
-    ) -> Result<Box<dyn EspCipher>, CryptoError> {
+    fn new_cipher(&self, t: Transform, keys: &SaKeys, esn: bool) -> Result<Box<dyn EspCipher>, CryptoError> {
         let enc_err = || CryptoError::KeyLength {
             transform: t,
             which: "encryption",
@@ -104,25 +93,15 @@ impl CryptoProvider for IpsecMb {
         match t {
             Transform::Aes128Gcm16 | Transform::Aes256Gcm16 => {
                 let salt: [u8; 4] = keys.salt(t).try_into().map_err(|_| enc_err())?;
-                let key = safe::with_thread_mgr(|m| GcmKey::new(m, k))
-                    .map_err(init_err)?
-                    .map_err(|_| enc_err())?;
+                let key = safe::with_thread_mgr(|m| GcmKey::new(m, k)).map_err(init_err)?.map_err(|_| enc_err())?;
                 Ok(Box::new(Gcm { t, esn, salt, key }))
             }
             Transform::Chacha20Poly1305 => {
                 let salt: [u8; 4] = keys.salt(t).try_into().map_err(|_| enc_err())?;
                 let key = ChachaPolyKey::new(k).map_err(|_| enc_err())?;
-                Ok(Box::new(Multi {
-                    t,
-                    layout,
-                    esn,
-                    key: MultiKey::Chacha { key, salt },
-                }))
+                Ok(Box::new(Multi { t, layout, esn, key: MultiKey::Chacha { key, salt } }))
             }
-            Transform::Aes128Sha1
-            | Transform::Aes256Sha1
-            | Transform::Aes128Sha256
-            | Transform::Aes256Sha256 => {
+            Transform::Aes128Sha1 | Transform::Aes256Sha1 | Transform::Aes128Sha256 | Transform::Aes256Sha256 => {
                 let alg = match t {
                     Transform::Aes128Sha1 | Transform::Aes256Sha1 => HmacAlg::Sha1,
                     _ => HmacAlg::Sha256,
@@ -130,20 +109,10 @@ impl CryptoProvider for IpsecMb {
                 if !matches!(k.len(), 16 | 32) {
                     return Err(enc_err());
                 }
-                let key = safe::with_thread_mgr(|m| {
-                    CbcHmacKey::new(m, k, alg, keys.int(), layout.icv_len)
-                })
-                .map_err(init_err)?
-                .map_err(int_err)?;
-                Ok(Box::new(Multi {
-                    t,
-                    layout,
-                    esn,
-                    key: MultiKey::Cbc {
-                        key,
-                        ivgen: CbcIvGen::new()?,
-                    },
-                }))
+                let key = safe::with_thread_mgr(|m| CbcHmacKey::new(m, k, alg, keys.int(), layout.icv_len))
+                    .map_err(init_err)?
+                    .map_err(int_err)?;
+                Ok(Box::new(Multi { t, layout, esn, key: MultiKey::Cbc { key, ivgen: CbcIvGen::new()? } }))
             }
         }
     }
@@ -167,9 +136,7 @@ struct Gcm {
 
 impl core::fmt::Debug for Gcm {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ipsecmb::Gcm")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("ipsecmb::Gcm").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -199,10 +166,7 @@ impl Gcm {
         let nonce = aead_nonce(&self.salt, &r.head[8..16]);
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
         let mut tag = [0u8; 16];
-        if mgr
-            .gcm_decrypt(&self.key, &nonce, &aad[..aad_len], r.body, &mut tag)
-            .is_err()
-        {
+        if mgr.gcm_decrypt(&self.key, &nonce, &aad[..aad_len], r.body, &mut tag).is_err() {
             return OpStatus::Pending;
         }
         if bool::from(tag[..].ct_eq(r.icv)) {
@@ -264,9 +228,7 @@ struct Multi {
 
 impl core::fmt::Debug for Multi {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ipsecmb::Multi")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("ipsecmb::Multi").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -276,11 +238,7 @@ const MAX_ICV: usize = 16;
 impl Multi {
     /// Checks the length of `op`, writes its IV when sealing, and makes its job. Also returns
     /// the received ICV when opening (the ESN trick below overwrites part of it).
-    fn job<'a>(
-        &'a self,
-        op: &'a mut CryptoOp<'_>,
-        dir: Direction,
-    ) -> Result<(Job<'a>, [u8; MAX_ICV]), OpStatus> {
+    fn job<'a>(&'a self, op: &'a mut CryptoOp<'_>, dir: Direction) -> Result<(Job<'a>, [u8; MAX_ICV]), OpStatus> {
         let seq = op.seq;
         let Some(r) = regions(op.esp, self.layout) else {
             return Err(OpStatus::BadLength);
@@ -418,9 +376,7 @@ mod tests {
 
     fn keys(t: Transform) -> SaKeys {
         let enc: Vec<u8> = (0..t.enc_key_len()).map(|i| i as u8 ^ 0x5a).collect();
-        let int: Vec<u8> = (0..t.int_key_len())
-            .map(|i| (i as u8).wrapping_mul(3))
-            .collect();
+        let int: Vec<u8> = (0..t.int_key_len()).map(|i| (i as u8).wrapping_mul(3)).collect();
         SaKeys::new(t, &enc, &int).unwrap()
     }
 
@@ -463,14 +419,10 @@ mod tests {
             let rc = RustCrypto.new_cipher(t, &keys(t), esn).unwrap();
             // With ESN, the high half of the sequence number changes within the burst.
             let base = if esn { 0x7_ffff_ffe0u64 } else { 1 };
-            let payloads: Vec<Vec<u8>> = (0..64usize)
-                .map(|i| (0..(i * 97) % 1450).map(|j| (i + j) as u8).collect())
-                .collect();
-            let plain: Vec<Vec<u8>> = payloads
-                .iter()
-                .enumerate()
-                .map(|(i, pl)| packet(t, base + i as u64, pl))
-                .collect();
+            let payloads: Vec<Vec<u8>> =
+                (0..64usize).map(|i| (0..(i * 97) % 1450).map(|j| (i + j) as u8).collect()).collect();
+            let plain: Vec<Vec<u8>> =
+                payloads.iter().enumerate().map(|(i, pl)| packet(t, base + i as u64, pl)).collect();
 
             // RustCrypto seals, ipsec-mb opens the burst.
             let mut pkts = plain.clone();
@@ -480,11 +432,8 @@ mod tests {
                 assert_eq!(ops[0].status, OpStatus::Ok);
             }
             let sealed = pkts.clone();
-            let mut ops: Vec<CryptoOp> = pkts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| CryptoOp::new(e, base + i as u64))
-                .collect();
+            let mut ops: Vec<CryptoOp> =
+                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, base + i as u64)).collect();
             mb.open(&mut ops);
             assert!(ops.iter().all(|o| o.status == OpStatus::Ok), "esn {esn}");
             for (i, e) in pkts.iter().enumerate() {
@@ -495,11 +444,8 @@ mod tests {
 
             // ipsec-mb seals the burst, RustCrypto opens each.
             let mut pkts = plain.clone();
-            let mut ops: Vec<CryptoOp> = pkts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| CryptoOp::new(e, base + i as u64))
-                .collect();
+            let mut ops: Vec<CryptoOp> =
+                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, base + i as u64)).collect();
             mb.seal(&mut ops);
             assert!(ops.iter().all(|o| o.status == OpStatus::Ok), "esn {esn}");
             for (i, e) in pkts.iter_mut().enumerate() {
@@ -516,11 +462,8 @@ mod tests {
             pkts[40][n - 1] ^= 1;
             pkts[50].truncate(20);
             pkts[51].pop();
-            let mut ops: Vec<CryptoOp> = pkts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| CryptoOp::new(e, base + i as u64))
-                .collect();
+            let mut ops: Vec<CryptoOp> =
+                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, base + i as u64)).collect();
             mb.open(&mut ops);
             for (i, o) in ops.iter().enumerate() {
                 let want = match i {
@@ -542,15 +485,11 @@ mod tests {
         for t in [Transform::Aes256Sha256, Transform::Chacha20Poly1305] {
             let p = provider().unwrap();
             let c = p.new_cipher(t, &keys(t), true).unwrap();
-            let plain: Vec<Vec<u8>> = (0..150u64)
-                .map(|s| packet(t, s + 1, &vec![s as u8; 20 + s as usize * 3]))
-                .collect();
+            let plain: Vec<Vec<u8>> =
+                (0..150u64).map(|s| packet(t, s + 1, &vec![s as u8; 20 + s as usize * 3])).collect();
             let mut pkts = plain.clone();
-            let mut ops: Vec<CryptoOp> = pkts
-                .iter_mut()
-                .enumerate()
-                .map(|(i, e)| CryptoOp::new(e, i as u64 + 1))
-                .collect();
+            let mut ops: Vec<CryptoOp> =
+                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, i as u64 + 1)).collect();
             c.seal(&mut ops);
             assert!(ops.iter().all(|o| o.status == OpStatus::Ok));
             c.open(&mut ops);
@@ -566,11 +505,7 @@ mod tests {
     #[test]
     fn one_cipher_two_threads() {
         let p = provider().unwrap();
-        for t in [
-            Transform::Aes128Sha1,
-            Transform::Aes128Gcm16,
-            Transform::Chacha20Poly1305,
-        ] {
+        for t in [Transform::Aes128Sha1, Transform::Aes128Gcm16, Transform::Chacha20Poly1305] {
             let c = p.new_cipher(t, &keys(t), false).unwrap();
             let rc = RustCrypto.new_cipher(t, &keys(t), false).unwrap();
             std::thread::scope(|s| {
@@ -586,20 +521,14 @@ mod tests {
                                 })
                                 .collect();
                             let mut pkts = plain.clone();
-                            let mut ops: Vec<CryptoOp> = pkts
-                                .iter_mut()
-                                .enumerate()
-                                .map(|(i, e)| CryptoOp::new(e, first + i as u64))
-                                .collect();
+                            let mut ops: Vec<CryptoOp> =
+                                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, first + i as u64)).collect();
                             c.seal(&mut ops);
                             assert!(ops.iter().all(|o| o.status == OpStatus::Ok));
                             drop(ops);
                             let mut copy = pkts.clone();
-                            let mut ops: Vec<CryptoOp> = pkts
-                                .iter_mut()
-                                .enumerate()
-                                .map(|(i, e)| CryptoOp::new(e, first + i as u64))
-                                .collect();
+                            let mut ops: Vec<CryptoOp> =
+                                pkts.iter_mut().enumerate().map(|(i, e)| CryptoOp::new(e, first + i as u64)).collect();
                             c.open(&mut ops);
                             assert!(ops.iter().all(|o| o.status == OpStatus::Ok), "{t}");
                             drop(ops);

@@ -60,11 +60,7 @@ pub struct CryptoOp<'a> {
 
 impl<'a> CryptoOp<'a> {
     pub fn new(esp: &'a mut [u8], seq: u64) -> Self {
-        CryptoOp {
-            esp,
-            seq,
-            status: OpStatus::Pending,
-        }
+        CryptoOp { esp, seq, status: OpStatus::Pending }
     }
 }
 
@@ -86,12 +82,7 @@ pub trait CryptoProvider: Send + Sync + Debug {
     /// True if this provider implements `t` on this machine.
     fn supports(&self, t: Transform) -> bool;
     /// Expands `keys` for `t`.
-    fn new_cipher(
-        &self,
-        t: Transform,
-        keys: &SaKeys,
-        esn: bool,
-    ) -> Result<Box<dyn EspCipher>, CryptoError>;
+    fn new_cipher(&self, t: Transform, keys: &SaKeys, esn: bool) -> Result<Box<dyn EspCipher>, CryptoError>;
 }
 
 /// Why a cipher could not be made.
@@ -99,22 +90,11 @@ pub trait CryptoProvider: Send + Sync + Debug {
 #[non_exhaustive]
 pub enum CryptoError {
     #[error("{transform} needs a {want}-byte {which} key, got {got} bytes")]
-    KeyLength {
-        transform: Transform,
-        which: &'static str,
-        want: usize,
-        got: usize,
-    },
+    KeyLength { transform: Transform, which: &'static str, want: usize, got: usize },
     #[error("provider {provider} does not implement {transform}")]
-    Unsupported {
-        provider: &'static str,
-        transform: Transform,
-    },
+    Unsupported { provider: &'static str, transform: Transform },
     #[error("provider {provider} failed to initialise: {reason}")]
-    Init {
-        provider: &'static str,
-        reason: &'static str,
-    },
+    Init { provider: &'static str, reason: &'static str },
 }
 
 /// The keys of one SA, zeroized on drop.
@@ -127,10 +107,7 @@ pub struct SaKeys {
 impl Debug for SaKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never print key material.
-        f.debug_struct("SaKeys")
-            .field("enc_len", &self.enc.len())
-            .field("int_len", &self.int.len())
-            .finish()
+        f.debug_struct("SaKeys").field("enc_len", &self.enc.len()).field("int_len", &self.int.len()).finish()
     }
 }
 
@@ -154,10 +131,7 @@ impl SaKeys {
                 got: int.len(),
             });
         }
-        Ok(SaKeys {
-            enc: Zeroizing::new(enc.to_vec()),
-            int: Zeroizing::new(int.to_vec()),
-        })
+        Ok(SaKeys { enc: Zeroizing::new(enc.to_vec()), int: Zeroizing::new(int.to_vec()) })
     }
     /// The cipher key without the salt.
     pub fn cipher_key(&self, t: Transform) -> &[u8] {
@@ -200,10 +174,7 @@ pub fn providers() -> Vec<&'static dyn CryptoProvider> {
 
 /// The fastest available provider that implements `t`.
 pub fn default_provider(t: Transform) -> &'static dyn CryptoProvider {
-    providers()
-        .into_iter()
-        .find(|p| p.supports(t))
-        .unwrap_or(&rustcrypto::RustCrypto)
+    providers().into_iter().find(|p| p.supports(t)).unwrap_or(&rustcrypto::RustCrypto)
 }
 
 /// The provider called `name`, if compiled in and available.
@@ -280,14 +251,9 @@ impl CbcIvGen {
     pub fn new() -> Result<CbcIvGen, CryptoError> {
         use aes::cipher::KeyInit;
         let mut k = Zeroizing::new([0u8; 16]);
-        getrandom::fill(&mut k[..]).map_err(|_| CryptoError::Init {
-            provider: "iv",
-            reason: "no randomness",
-        })?;
-        let aes = aes::Aes128::new_from_slice(&k[..]).map_err(|_| CryptoError::Init {
-            provider: "iv",
-            reason: "bad IV key length",
-        })?;
+        getrandom::fill(&mut k[..]).map_err(|_| CryptoError::Init { provider: "iv", reason: "no randomness" })?;
+        let aes = aes::Aes128::new_from_slice(&k[..])
+            .map_err(|_| CryptoError::Init { provider: "iv", reason: "bad IV key length" })?;
         Ok(CbcIvGen { aes })
     }
 

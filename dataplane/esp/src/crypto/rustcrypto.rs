@@ -8,8 +8,7 @@ use hmac::{Hmac, Mac};
 use subtle::ConstantTimeEq;
 
 use super::{
-    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher,
-    OpStatus, SaKeys,
+    aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
 };
 use crate::proposal::{EspLayout, Transform};
 
@@ -26,12 +25,7 @@ impl CryptoProvider for RustCrypto {
     fn supports(&self, _t: Transform) -> bool {
         true
     }
-    fn new_cipher(
-        &self,
-        t: Transform,
-        keys: &SaKeys,
-        esn: bool,
-    ) -> Result<Box<dyn EspCipher>, CryptoError> {
+    fn new_cipher(&self, t: Transform, keys: &SaKeys, esn: bool) -> Result<Box<dyn EspCipher>, CryptoError> {
         let bad = |_| CryptoError::KeyLength {
             transform: t,
             which: "encryption",
@@ -57,9 +51,7 @@ impl CryptoProvider for RustCrypto {
                 t,
                 esn,
                 salt,
-                alg: AeadAlg::Chacha(
-                    chacha20poly1305::ChaCha20Poly1305::new_from_slice(k).map_err(bad)?,
-                ),
+                alg: AeadAlg::Chacha(chacha20poly1305::ChaCha20Poly1305::new_from_slice(k).map_err(bad)?),
             }),
             Transform::Aes128Sha1 => Box::new(Cbc::new(
                 t,
@@ -117,9 +109,7 @@ struct Aead {
 
 impl core::fmt::Debug for Aead {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("rustcrypto::Aead")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("rustcrypto::Aead").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -133,15 +123,9 @@ impl Aead {
         let nonce = aead_nonce(&self.salt, &r.head[8..16]);
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
         let tag = match &self.alg {
-            AeadAlg::Gcm128(c) => {
-                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
-            }
-            AeadAlg::Gcm256(c) => {
-                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
-            }
-            AeadAlg::Chacha(c) => {
-                c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into())
-            }
+            AeadAlg::Gcm128(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
+            AeadAlg::Gcm256(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
+            AeadAlg::Chacha(c) => c.encrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into()),
         };
         match tag {
             Ok(tag) => {
@@ -160,15 +144,9 @@ impl Aead {
         let (aad, aad_len) = aead_aad(r.head, op.seq, self.esn);
         let tag = Array::try_from(&r.icv[..]).unwrap_or_default();
         let res = match &self.alg {
-            AeadAlg::Gcm128(c) => {
-                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
-            }
-            AeadAlg::Gcm256(c) => {
-                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
-            }
-            AeadAlg::Chacha(c) => {
-                c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag)
-            }
+            AeadAlg::Gcm128(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
+            AeadAlg::Gcm256(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
+            AeadAlg::Chacha(c) => c.decrypt_inout_detached(&nonce.into(), &aad[..aad_len], r.body.into(), &tag),
         };
         if res.is_ok() {
             OpStatus::Ok
@@ -210,9 +188,7 @@ struct Cbc<C, M> {
 
 impl<C, M> core::fmt::Debug for Cbc<C, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("rustcrypto::Cbc")
-            .field("transform", &self.t)
-            .finish_non_exhaustive()
+        f.debug_struct("rustcrypto::Cbc").field("transform", &self.t).finish_non_exhaustive()
     }
 }
 
@@ -225,14 +201,7 @@ where
     M: Mac + Clone,
 {
     fn new(t: Transform, esn: bool, cipher: C, mac: M) -> Result<Self, CryptoError> {
-        Ok(Cbc {
-            t,
-            layout: t.layout(),
-            esn,
-            cipher,
-            mac,
-            ivgen: CbcIvGen::new()?,
-        })
+        Ok(Cbc { t, layout: t.layout(), esn, cipher, mac, ivgen: CbcIvGen::new()? })
     }
 
     fn icv_of(&self, authenticated: &[u8], seq: u64) -> M {

@@ -20,14 +20,7 @@ pub fn ip(s: &str) -> IpAddr {
 }
 
 /// An IPv4 UDP packet with a valid checksum and a recognisable payload.
-pub fn udp4(
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
-    payload: &[u8],
-    df: bool,
-) -> Vec<u8> {
+pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8], df: bool) -> Vec<u8> {
     let mut p = vec![0u8; 28 + payload.len()];
     ipv4::Repr {
         src,
@@ -42,12 +35,7 @@ pub fn udp4(
         frag_offset: 0,
     }
     .emit(&mut p);
-    udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: payload.len(),
-    }
-    .emit(&mut p[20..]);
+    udp::Repr { src_port: sport, dst_port: dport, payload_len: payload.len() }.emit(&mut p[20..]);
     p[28..].copy_from_slice(payload);
     udp::Packet::new_unchecked(&mut p[20..]).fill_checksum(IpAddr::V4(src), IpAddr::V4(dst));
     p
@@ -66,12 +54,7 @@ pub fn udp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]
         flow_label: 7,
     }
     .emit(&mut p);
-    udp::Repr {
-        src_port: sport,
-        dst_port: dport,
-        payload_len: payload.len(),
-    }
-    .emit(&mut p[40..]);
+    udp::Repr { src_port: sport, dst_port: dport, payload_len: payload.len() }.emit(&mut p[40..]);
     p[48..].copy_from_slice(payload);
     udp::Packet::new_unchecked(&mut p[40..]).fill_checksum(IpAddr::V6(src), IpAddr::V6(dst));
     p
@@ -82,23 +65,10 @@ pub fn udp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload: &[u8]
 pub fn inner(v6_inner: bool, len: usize, seed: u8) -> Vec<u8> {
     if v6_inner {
         let n = len.max(48) - 48;
-        udp6(
-            v6("2001:db8:9::2"),
-            v6("2001:db8:1::5"),
-            5000,
-            7,
-            &(0..n).map(|i| (i as u8) ^ seed).collect::<Vec<_>>(),
-        )
+        udp6(v6("2001:db8:9::2"), v6("2001:db8:1::5"), 5000, 7, &(0..n).map(|i| (i as u8) ^ seed).collect::<Vec<_>>())
     } else {
         let n = len.max(28) - 28;
-        udp4(
-            v4("10.9.0.2"),
-            v4("10.1.0.5"),
-            5000,
-            7,
-            &(0..n).map(|i| (i as u8) ^ seed).collect::<Vec<_>>(),
-            true,
-        )
+        udp4(v4("10.9.0.2"), v4("10.1.0.5"), 5000, 7, &(0..n).map(|i| (i as u8) ^ seed).collect::<Vec<_>>(), true)
     }
 }
 
@@ -110,21 +80,15 @@ pub fn keys(t: Transform) -> SaKeys {
 
 /// Parameters for a gateway (local) ↔ client (remote) SA pair with NAT-T or raw ESP.
 pub fn params(t: Transform, v6_outer: bool, udp: bool, spi: u32) -> SaParams {
-    let (gw, client) = if v6_outer {
-        (ip("2001:db8:ff::1"), ip("2001:db8:aa::2"))
-    } else {
-        (ip("198.51.100.1"), ip("203.0.113.7"))
-    };
+    let (gw, client) =
+        if v6_outer { (ip("2001:db8:ff::1"), ip("2001:db8:aa::2")) } else { (ip("198.51.100.1"), ip("203.0.113.7")) };
     SaParams {
         spi,
         transform: t,
         keys: keys(t),
         local: gw,
         remote: client,
-        encap: udp.then_some(UdpEncap {
-            local_port: 4500,
-            remote_port: 34567,
-        }),
+        encap: udp.then_some(UdpEncap { local_port: 4500, remote_port: 34567 }),
         esn: false,
         replay_window: 64,
         local_ts: vec![
@@ -145,10 +109,7 @@ pub fn params(t: Transform, v6_outer: bool, udp: bool, spi: u32) -> SaParams {
 pub fn client_out(p: &SaParams) -> OutboundSa {
     let mut c = p.clone();
     std::mem::swap(&mut c.local, &mut c.remote);
-    c.encap = p.encap.map(|e| UdpEncap {
-        local_port: e.remote_port,
-        remote_port: e.local_port,
-    });
+    c.encap = p.encap.map(|e| UdpEncap { local_port: e.remote_port, remote_port: e.local_port });
     std::mem::swap(&mut c.local_ts, &mut c.remote_ts);
     OutboundSa::new(c, default_provider(p.transform)).unwrap()
 }

@@ -1,0 +1,299 @@
+//! The live data plane: worker threads pinned to cores, each polling its share of every
+//! interface (AF_PACKET fanout groups spread flows by hash, so a client's SA always reaches
+//! the same worker), running bursts through a [`Worker`], and transmitting what it queued;
+//! and the control thread, the single writer of the shared tables, applying the workers'
+//! requests (neighbor learning, NAT mapping changes).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use esprit_esp::{BufPool, DropReason, HeapPool};
+use esprit_pktio::afpacket::{AfPacket, Options};
+use esprit_pktio::Device;
+
+use crate::config::{Config, Driver};
+use crate::shared::{Control, EngineError, Event, Limits, Request};
+use crate::worker::{Counters, IfStats, Worker};
+
+/// Frames read per interface per loop.
+const RX_BURST: usize = 32;
+/// Idle loops before a worker sleeps in poll(2).
+const SPIN_BEFORE_SLEEP: u32 = 256;
+
+/// Why the live data plane could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("interface {name}: {source}")]
+    Device { name: String, source: std::io::Error },
+    #[error("interface {0} uses driver dpdk, but this build has no DPDK support (build with --features dpdk)")]
+    NoDpdk(String),
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What one worker reports.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerReport {
+    pub counters: Counters,
+    pub if_stats: Vec<IfStats>,
+    pub drops: Vec<(DropReason, u64)>,
+    pub tx_full: u64,
+}
+
+/// The whole data plane's figures, summed over workers.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub workers: Vec<WorkerReport>,
+    pub events: Vec<Event>,
+}
+
+/// Messages from workers to the control thread.
+enum ToControl {
+    Requests(Vec<Request>),
+    Events(Vec<Event>),
+}
+
+/// Runs until `stop` is set; returns the final figures.
+pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) -> Result<Report, LiveError> {
+    let st = &cfg.settings;
+    let (mut control, sh) = Control::new(cfg, Limits { max_sas: st.max_sas, ..Limits::default() })?;
+    let n = st.workers.max(1);
+    // Open every device for every worker before starting any thread: errors surface here.
+    let mut per_worker: Vec<Vec<AfPacket>> = (0..n).map(|_| Vec::new()).collect();
+    for (ifidx, i) in cfg.interfaces.iter().enumerate() {
+        if i.driver == Driver::Dpdk {
+            return Err(LiveError::NoDpdk(i.name.clone()));
+        }
+        let group = (std::process::id() as u16).wrapping_mul(31).wrapping_add(ifidx as u16 * 257);
+        for w in per_worker.iter_mut() {
+            let opts = Options { promiscuous: true, fanout_group: (n > 1).then_some(group) };
+            let d =
+                AfPacket::open(&i.device, opts).map_err(|source| LiveError::Device { name: i.name.clone(), source })?;
+            w.push(d);
+        }
+    }
+    let (to_ctl, from_workers) = bounded::<ToControl>(1024);
+    let reports: Vec<Arc<Mutex<WorkerReport>>> =
+        (0..n).map(|_| Arc::new(Mutex::new(WorkerReport::default()))).collect();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for (w, devs) in per_worker.into_iter().enumerate() {
+        let sh = sh.clone();
+        let stop = stop.clone();
+        let to_ctl = to_ctl.clone();
+        let report = reports[w].clone();
+        let core = st.cores.get(w).copied();
+        let h = std::thread::Builder::new()
+            .name(format!("esprit-worker-{w}"))
+            .spawn(move || {
+                if let Some(c) = core {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                }
+                let worker = Worker::new(sh, HeapPool::new(1 << 15), w == 0);
+                worker_loop(worker, devs, &stop, &to_ctl, &report, start);
+            })
+            .map_err(LiveError::Thread)?;
+        handles.push(h);
+    }
+    drop(to_ctl);
+    let mut all_events = Vec::new();
+    control_loop(&mut control, &from_workers, &stop, &reports, &mut all_events, start, on_tick);
+    for h in handles {
+        let _ = h.join();
+    }
+    // Whatever the workers sent while stopping.
+    drain(&mut control, &from_workers, &mut all_events);
+    Ok(Report {
+        workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
+        events: all_events,
+    })
+}
+
+fn now_ns(start: Instant) -> u64 {
+    // Offset by a second so that "time zero" never looks like a real timestamp.
+    1_000_000_000 + start.elapsed().as_nanos() as u64
+}
+
+fn drain(control: &mut Control, rx: &Receiver<ToControl>, events: &mut Vec<Event>) {
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            ToControl::Requests(r) => control.apply(r),
+            ToControl::Events(e) => events.extend(e),
+        }
+    }
+    events.append(&mut control.events);
+}
+
+fn control_loop(
+    control: &mut Control,
+    rx: &Receiver<ToControl>,
+    stop: &AtomicBool,
+    reports: &[Arc<Mutex<WorkerReport>>],
+    events: &mut Vec<Event>,
+    start: Instant,
+    mut on_tick: impl FnMut(&Report),
+) {
+    let mut next_age = 0;
+    let mut next_tick = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(ToControl::Requests(r)) => control.apply(r),
+            Ok(ToControl::Events(e)) => events.extend(e),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        events.append(&mut control.events);
+        let now = now_ns(start);
+        if now >= next_age {
+            control.age_neighbors(now);
+            next_age = now + 5_000_000_000;
+        }
+        if now >= next_tick {
+            next_tick = now + 1_000_000_000;
+            let r = Report {
+                workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
+                events: events.clone(),
+            };
+            on_tick(&r);
+        }
+    }
+}
+
+fn worker_loop<P>(
+    mut worker: Worker<P>,
+    mut devs: Vec<AfPacket>,
+    stop: &AtomicBool,
+    to_ctl: &Sender<ToControl>,
+    report: &Mutex<WorkerReport>,
+    start: Instant,
+) where
+    P: BufPool<Buf = esprit_esp::HeapBuf>,
+{
+    let mut frames = Vec::with_capacity(RX_BURST);
+    let mut idle = 0u32;
+    let mut tx_full = 0u64;
+    let mut next_report = 0;
+    let mut fds: Vec<esprit_pktio::wait::PollFd> =
+        devs.iter().map(|d| esprit_pktio::wait::PollFd::new(d.raw_fd())).collect();
+    while !stop.load(Ordering::Relaxed) {
+        let now = now_ns(start);
+        let mut busy = false;
+        for (ifidx, d) in devs.iter_mut().enumerate() {
+            frames.clear();
+            match d.rx_burst(worker.pool(), &mut frames, RX_BURST) {
+                Ok(0) => {}
+                Ok(_) => {
+                    busy = true;
+                    worker.rx(ifidx, frames.drain(..), now);
+                }
+                Err(_) => worker.drops.inc(DropReason::NoBuffer),
+            }
+        }
+        worker.poll(now);
+        if !worker.requests.is_empty() {
+            let r = std::mem::take(&mut worker.requests);
+            if let Err(TrySendError::Full(ToControl::Requests(r))) = to_ctl.try_send(ToControl::Requests(r)) {
+                // Keep them for the next round: learning is never lost, only delayed.
+                worker.requests = r;
+            }
+        }
+        if !worker.events.is_empty() {
+            let e = std::mem::take(&mut worker.events);
+            let _ = to_ctl.try_send(ToControl::Events(e));
+        }
+        // No control plane yet: punted IKE is dropped (counted as ike_no_listener).
+        for p in std::mem::take(&mut worker.punted) {
+            worker.drops.inc(DropReason::IkeNoListener);
+            worker.pool().free(p.buf);
+        }
+        for (ifidx, d) in devs.iter_mut().enumerate() {
+            let mut q = std::mem::take(worker.tx_queue(ifidx));
+            if q.is_empty() {
+                *worker.tx_queue(ifidx) = q;
+                continue;
+            }
+            busy = true;
+            let _ = d.tx_burst(worker.pool(), &mut q);
+            if !q.is_empty() {
+                // One retry, then count and drop: a worker never blocks on a full queue.
+                let _ = d.tx_burst(worker.pool(), &mut q);
+                for b in q.drain(..) {
+                    tx_full += 1;
+                    worker.drops.inc(DropReason::TxFull);
+                    worker.pool().free(b);
+                }
+            }
+            *worker.tx_queue(ifidx) = q;
+        }
+        if now >= next_report {
+            next_report = now + 200_000_000;
+            publish(&worker, report, tx_full);
+        }
+        if busy {
+            idle = 0;
+        } else {
+            idle += 1;
+            if idle > SPIN_BEFORE_SLEEP {
+                // Sleep until traffic arrives, at most 1 ms (timers keep running).
+                esprit_pktio::wait::wait(&mut fds, 1);
+            }
+        }
+    }
+    publish(&worker, report, tx_full);
+    let _ = to_ctl.try_send(ToControl::Requests(std::mem::take(&mut worker.requests)));
+    let _ = to_ctl.try_send(ToControl::Events(std::mem::take(&mut worker.events)));
+}
+
+fn publish<P: BufPool>(worker: &Worker<P>, report: &Mutex<WorkerReport>, tx_full: u64) {
+    if let Ok(mut r) = report.lock() {
+        r.counters = worker.counters;
+        r.if_stats = worker.if_stats.clone();
+        r.drops = worker.drops.nonzero().collect();
+        r.tx_full = tx_full;
+    }
+}
+
+impl Report {
+    /// Sum of a counter over workers.
+    pub fn sum(&self, f: impl Fn(&Counters) -> u64) -> u64 {
+        self.workers.iter().map(|w| f(&w.counters)).sum()
+    }
+
+    /// Sum of a drop reason over workers.
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.workers.iter().flat_map(|w| w.drops.iter()).filter(|(x, _)| *x == r).map(|(_, n)| n).sum()
+    }
+
+    /// Interface counters summed over workers.
+    pub fn interface(&self, ifidx: usize) -> IfStats {
+        let mut s = IfStats::default();
+        for w in &self.workers {
+            if let Some(i) = w.if_stats.get(ifidx) {
+                s.rx_packets += i.rx_packets;
+                s.rx_bytes += i.rx_bytes;
+                s.tx_packets += i.tx_packets;
+                s.tx_bytes += i.tx_bytes;
+            }
+        }
+        s
+    }
+
+    /// The one-line summary printed every second with `--stats`.
+    pub fn line(&self) -> String {
+        let drops: u64 = self.workers.iter().flat_map(|w| w.drops.iter()).map(|(_, n)| n).sum();
+        format!(
+            "decrypted {} encrypted {} keepalives rx/tx {}/{} icmp-too-big {} drops {}",
+            self.sum(|c| c.esp_decrypted),
+            self.sum(|c| c.esp_encrypted),
+            self.sum(|c| c.keepalives_rx),
+            self.sum(|c| c.keepalives_tx),
+            self.sum(|c| c.icmp_frag_needed_tx + c.icmp_packet_too_big_tx),
+            drops
+        )
+    }
+}

@@ -1,0 +1,22 @@
+//! Waiting for traffic: poll(2) over device descriptors, so an idle worker sleeps instead of
+//! spinning (the lab and CI run on shared cores; a dedicated appliance can spin instead).
+
+/// A descriptor to wait on.
+#[derive(Debug, Clone, Copy)]
+#[repr(transparent)]
+pub struct PollFd(libc::pollfd);
+
+impl PollFd {
+    pub fn new(fd: i32) -> PollFd {
+        PollFd(libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes.
+pub fn wait(fds: &mut [PollFd], timeout_ms: i32) {
+    // SAFETY: `PollFd` is a transparent wrapper of `libc::pollfd`; the slice is valid for
+    // its length and the kernel writes only `revents`.
+    unsafe {
+        libc::poll(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len() as libc::nfds_t, timeout_ms);
+    }
+}
