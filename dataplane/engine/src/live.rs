@@ -15,7 +15,8 @@ use esprit_pktio::Device;
 
 use crate::config::{Config, Driver};
 use crate::shared::{Control, EngineError, Event, Limits, Request};
-use crate::worker::{Counters, IfStats, Worker};
+use crate::worker::{Counters, Handoff, IfStats, Worker};
+use crossbeam_queue::ArrayQueue;
 
 /// Frames read per interface per loop.
 const RX_BURST: usize = 32;
@@ -81,12 +82,15 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) ->
     let reports: Vec<Arc<Mutex<WorkerReport>>> =
         (0..n).map(|_| Arc::new(Mutex::new(WorkerReport::default()))).collect();
     let start = Instant::now();
+    // One hand-off queue per worker: ESP for an SA another worker owns goes there.
+    let queues: Arc<[ArrayQueue<Handoff<esprit_esp::HeapBuf>>]> = (0..n).map(|_| ArrayQueue::new(4096)).collect();
     let mut handles = Vec::new();
     for (w, devs) in per_worker.into_iter().enumerate() {
         let sh = sh.clone();
         let stop = stop.clone();
         let to_ctl = to_ctl.clone();
         let report = reports[w].clone();
+        let queues = queues.clone();
         let core = st.cores.get(w).copied();
         let h = std::thread::Builder::new()
             .name(format!("esprit-worker-{w}"))
@@ -94,7 +98,7 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) ->
                 if let Some(c) = core {
                     core_affinity::set_for_current(core_affinity::CoreId { id: c });
                 }
-                let worker = Worker::new(sh, HeapPool::new(1 << 15), w == 0);
+                let worker = Worker::new(sh, HeapPool::new(1 << 15), w == 0).with_handoff(w as u32, queues);
                 worker_loop(worker, devs, &stop, &to_ctl, &report, start);
             })
             .map_err(LiveError::Thread)?;
@@ -182,7 +186,7 @@ fn worker_loop<P>(
         devs.iter().map(|d| esprit_pktio::wait::PollFd::new(d.raw_fd())).collect();
     while !stop.load(Ordering::Relaxed) {
         let now = now_ns(start);
-        let mut busy = false;
+        let mut busy = worker.rx_handoff(now) > 0;
         for (ifidx, d) in devs.iter_mut().enumerate() {
             frames.clear();
             match d.rx_burst(worker.pool(), &mut frames, RX_BURST) {

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
+use crossbeam_queue::ArrayQueue;
 use esprit_esp::classify::{classify, Class, PmtuInfo};
 use esprit_esp::frag::{FragError, FragmentsV4};
 use esprit_esp::icmp::{self, RateLimiter};
@@ -72,6 +73,8 @@ pub struct Counters {
     pub nd_adverts_tx: u64,
     pub nd_solicits_tx: u64,
     pub nat_mapping_changes: u64,
+    /// Bursts handed to the worker owning their SA.
+    pub handed_off: u64,
 }
 
 /// An IKE datagram for the control plane.
@@ -87,6 +90,14 @@ pub struct Punted<B> {
 }
 
 type Batch<B, M> = ArrayVec<(B, M), MAX_BURST>;
+
+/// An ESP packet handed to the worker that owns its SA.
+#[derive(Debug)]
+pub struct Handoff<B> {
+    pub spi: u32,
+    pub meta: InboundMeta,
+    pub buf: B,
+}
 
 /// Packets held per worker while their next hop is resolved.
 const MAX_UNRESOLVED: usize = 64;
@@ -117,6 +128,9 @@ pub struct Worker<P: BufPool> {
     last_keepalive: HashMap<u32, u64>,
     next_keepalive_scan: u64,
     pool: P,
+    /// This worker's index among its peers, and everyone's hand-off queues.
+    id: u32,
+    handoff: Option<Arc<[ArrayQueue<Handoff<P::Buf>>]>>,
     unresolved: Vec<Unresolved<P::Buf>>,
     tx: Vec<Vec<P::Buf>>,
     /// IKE datagrams for the control plane, if one is attached.
@@ -137,6 +151,46 @@ impl<P: BufPool> std::fmt::Debug for Worker<P> {
 }
 
 impl<P: BufPool> Worker<P> {
+    /// Joins this worker to a set of workers that hand packets to each SA's owner.
+    pub fn with_handoff(mut self, id: u32, queues: Arc<[ArrayQueue<Handoff<P::Buf>>]>) -> Self {
+        self.id = id;
+        self.handoff = Some(queues);
+        self
+    }
+
+    /// Processes ESP packets other workers handed to this one (it owns their SAs).
+    pub fn rx_handoff(&mut self, now: u64) -> usize {
+        let Some(h) = self.handoff.clone() else { return 0 };
+        let Some(q) = h.get(self.id as usize) else { return 0 };
+        if q.is_empty() {
+            return 0;
+        }
+        let sh = self.sh.clone();
+        let g = epoch::pin();
+        let cx = Cx { sh: &sh, g: &g, now };
+        let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
+        let mut esp_spi = 0u32;
+        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
+        let mut out_spi = 0u32;
+        let mut n = 0;
+        while n < MAX_BURST * 4 {
+            let Some(x) = q.pop() else { break };
+            n += 1;
+            if (esp.is_full() || x.spi != esp_spi) && !esp.is_empty() {
+                self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+            }
+            esp_spi = x.spi;
+            esp.push((x.buf, x.meta));
+        }
+        if !esp.is_empty() {
+            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+        }
+        if !out.is_empty() {
+            self.flush_outbound(&cx, out_spi, &mut out);
+        }
+        n
+    }
+
     pub fn new(sh: Arc<Shared>, pool: P, keepalive_duty: bool) -> Worker<P> {
         let st = &sh.settings;
         Worker {
@@ -151,6 +205,8 @@ impl<P: BufPool> Worker<P> {
             next_keepalive_scan: 0,
             tx: sh.ifs.iter().map(|_| Vec::new()).collect(),
             unresolved: Vec::new(),
+            id: 0,
+            handoff: None,
             if_stats: vec![IfStats::default(); sh.ifs.len()],
             keepalive_duty,
             pool,
@@ -595,6 +651,20 @@ impl<P: BufPool> Worker<P> {
             }
             return;
         };
+        if let Some(h) = self.handoff.clone() {
+            let owner = sa.owner(self.id) as usize;
+            if owner != self.id as usize {
+                if let Some(q) = h.get(owner) {
+                    for (b, meta) in batch.drain(..) {
+                        if let Err(x) = q.push(Handoff { spi, meta, buf: b }) {
+                            self.drop_pkt(x.buf, DropReason::HandoffFull);
+                        }
+                    }
+                    self.counters.handed_off += 1;
+                    return;
+                }
+            }
+        }
         let n = batch.len();
         let mut bufs: ArrayVec<P::Buf, MAX_BURST> = ArrayVec::new();
         let mut metas: ArrayVec<InboundMeta, MAX_BURST> = ArrayVec::new();

@@ -451,3 +451,33 @@ fn config_errors_name_the_line() {
         config_toml("").replace("spi = 0x1001", "spi = 12").replace("mac = \"02:00:00:00:02:05\"", "mac = \"bogus\"");
     assert_eq!(config::parse("gw.toml", &bad).unwrap_err().0.len(), 2);
 }
+
+/// Two workers: the first to see an SA owns it; the other hands its packets over, so the
+/// replay window has one writer however the flows are spread.
+#[test]
+fn packets_for_an_sa_owned_elsewhere_are_handed_off() {
+    use esprit_engine::shared::{Control, Limits};
+    use esprit_engine::worker::{Handoff, Worker};
+    use std::sync::Arc;
+
+    let cfg = config("");
+    let c = client(&cfg);
+    let (mut control, sh) = Control::new(&cfg, Limits::default()).unwrap();
+    let queues: Arc<[crossbeam_queue::ArrayQueue<Handoff<HeapBuf>>]> =
+        (0..2).map(|_| crossbeam_queue::ArrayQueue::new(64)).collect();
+    let mut w0 = Worker::new(sh.clone(), HeapPool::new(256), true).with_handoff(0, queues.clone());
+    let mut w1 = Worker::new(sh, HeapPool::new(256), false).with_handoff(1, queues);
+    let req = |i: u8| udp4("10.9.0.2", "10.1.0.5", 5000, 7, &[i; 10], true, 64);
+    w0.rx(0, [from_client(&c, &req(1), 34567)], SEC);
+    control.apply(w0.requests.drain(..));
+    assert_eq!(w0.counters.esp_decrypted, 1, "worker 0 claims the SA");
+    // The NAT rebinds; the fanout hash now sends the flow to worker 1.
+    w1.rx(0, [from_client(&c, &req(2), 40000)], SEC);
+    assert_eq!((w1.counters.esp_decrypted, w1.counters.handed_off), (0, 1));
+    assert_eq!(w0.rx_handoff(SEC), 1);
+    assert_eq!(w0.counters.esp_decrypted, 2);
+    control.apply(w0.requests.drain(..));
+    assert_eq!(control.nat_mapping_changes, 1, "the owner saw the new mapping on an authentic packet");
+    let lan: Vec<_> = w0.tx_queue(1).drain(..).collect();
+    assert_eq!(lan.len(), 2);
+}

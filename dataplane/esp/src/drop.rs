@@ -140,6 +140,8 @@ drop_reasons! {
     IcmpIgnored = "icmp_ignored",
     /// Transmit queue full.
     TxFull = "tx_full",
+    /// The worker owning the packet's SA has a full hand-off queue.
+    HandoffFull = "handoff_full",
 }
 
 impl core::fmt::Display for DropReason {

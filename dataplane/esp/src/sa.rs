@@ -578,6 +578,9 @@ pub struct InboundSa {
     pub stats: SaStats,
     lifetime: Lifetime,
     params: SaParams,
+    /// The worker that processes this SA's packets (the replay window's single writer);
+    /// `u32::MAX` until the first packet claims it.
+    owner: AtomicU32,
 }
 
 impl InboundSa {
@@ -596,7 +599,19 @@ impl InboundSa {
             stats: SaStats::default(),
             lifetime: params.lifetime,
             params,
+            owner: AtomicU32::new(u32::MAX),
         })
+    }
+
+    /// The worker that owns this SA: the first to ask claims it. Packets that reach another
+    /// worker (after a NAT rebinding changes their flow hash) are handed to the owner, so the
+    /// replay window keeps one writer.
+    #[inline]
+    pub fn owner(&self, me: u32) -> u32 {
+        match self.owner.compare_exchange(u32::MAX, me, Relaxed, Relaxed) {
+            Ok(_) => me,
+            Err(o) => o,
+        }
     }
 
     pub fn spi(&self) -> u32 {
