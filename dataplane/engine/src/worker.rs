@@ -99,6 +99,9 @@ pub struct Handoff<B> {
     pub buf: B,
 }
 
+/// Every worker's hand-off queue, indexed by worker.
+pub type HandoffQueues<B> = Arc<[ArrayQueue<Handoff<B>>]>;
+
 /// Packets held per worker while their next hop is resolved.
 const MAX_UNRESOLVED: usize = 64;
 
@@ -130,7 +133,7 @@ pub struct Worker<P: BufPool> {
     pool: P,
     /// This worker's index among its peers, and everyone's hand-off queues.
     id: u32,
-    handoff: Option<Arc<[ArrayQueue<Handoff<P::Buf>>]>>,
+    handoff: Option<HandoffQueues<P::Buf>>,
     unresolved: Vec<Unresolved<P::Buf>>,
     tx: Vec<Vec<P::Buf>>,
     /// IKE datagrams for the control plane, if one is attached.
@@ -152,7 +155,7 @@ impl<P: BufPool> std::fmt::Debug for Worker<P> {
 
 impl<P: BufPool> Worker<P> {
     /// Joins this worker to a set of workers that hand packets to each SA's owner.
-    pub fn with_handoff(mut self, id: u32, queues: Arc<[ArrayQueue<Handoff<P::Buf>>]>) -> Self {
+    pub fn with_handoff(mut self, id: u32, queues: HandoffQueues<P::Buf>) -> Self {
         self.id = id;
         self.handoff = Some(queues);
         self
