@@ -10,6 +10,7 @@ PKGS=(
   build-essential pkg-config curl ca-certificates
   libclang-dev            # bindgen (intel-ipsec-mb, DPDK bindings)
   libipsec-mb-dev         # the intel-ipsec-mb crypto provider
+  libdpdk-dev dpdk        # DPDK 22.11: bindings and the vdev PMDs the tests use
   python3 python3-scapy python3-pytest python3-cryptography   # independent oracles
   tshark                  # dissects what the data plane writes
   iproute2 ethtool iputils-ping iputils-tracepath   # network-namespace tests

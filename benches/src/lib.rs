@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod gen;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use esprit_esp::crypto::{CryptoProvider, SaKeys};
