@@ -13,7 +13,7 @@ step() { printf '\n=== %s\n' "$*"; }
 step "dependencies"
 deploy/install-deps.sh
 
-FEATURES="esprit-esp/ipsec-mb,esprit-engine/ipsec-mb,esprit-benches/ipsec-mb"
+FEATURES="esprit-esp/ipsec-mb,esprit-engine/ipsec-mb,esprit-engine/dpdk,esprit-pktio/dpdk,esprit-benches/ipsec-mb"
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -30,11 +30,11 @@ cargo bench --workspace --features "$FEATURES" --no-run -q
 
 step "scapy and tshark oracle tests of the offline mode"
 # Debian's python3 (with python3-scapy), not a pyenv or venv one that may shadow it.
-cargo build --release -q -p esprit-engine --features esprit-engine/ipsec-mb
+cargo build --release -q -p esprit-engine --features esprit-engine/ipsec-mb,esprit-engine/dpdk
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/oracle
 
-step "live data plane on AF_PACKET in network namespaces"
+step "live data plane on AF_PACKET and DPDK net_af_packet in network namespaces"
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
 

@@ -50,7 +50,8 @@ fn bench(c: &mut Criterion) {
                 let inside = gen::inside_frames(n, &sizes, count);
                 let avg: usize = sizes.iter().sum::<usize>() / sizes.len();
                 g.throughput(Throughput::Elements(BURST as u64));
-                for (dir, frames, ifidx, out_if) in [("inbound", &outside, 0usize, 1usize), ("outbound", &inside, 1, 0)] {
+                for (dir, frames, ifidx, out_if) in [("inbound", &outside, 0usize, 1usize), ("outbound", &inside, 1, 0)]
+                {
                     let mut at = 0usize;
                     g.bench_function(BenchmarkId::new(dir, format!("{label}-{avg}B")), |b| {
                         // Buffer allocation and frame copies stay outside the timed region.

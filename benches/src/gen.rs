@@ -67,7 +67,7 @@ pub fn nat_mapping(i: u32) -> (Ipv4Addr, u16) {
 
 fn keys(t: Transform, i: u32, dir: u8) -> SaKeys {
     let enc: Vec<u8> = (0..t.enc_key_len()).map(|k| (k as u32 ^ i.rotate_left(k as u32) ^ dir as u32) as u8).collect();
-    let int: Vec<u8> = (0..t.int_key_len()).map(|k| (k as u32 * 7 ^ i ^ dir as u32) as u8).collect();
+    let int: Vec<u8> = (0..t.int_key_len()).map(|k| ((k as u32 * 7) ^ i ^ dir as u32) as u8).collect();
     SaKeys::new(t, &enc, &int).expect("lengths match the transform")
 }
 

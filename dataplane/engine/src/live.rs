@@ -35,6 +35,10 @@ pub enum LiveError {
     NoDpdk(String),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("every interface must use the same driver (all af_packet or all dpdk)")]
+    MixedDrivers,
+    #[error("DPDK: {0}")]
+    Dpdk(String),
 }
 
 /// What one worker reports.
@@ -59,17 +63,31 @@ enum ToControl {
     Events(Vec<Event>),
 }
 
-/// Runs until `stop` is set; returns the final figures.
+/// Runs until `stop` is set; returns the final figures. Every interface uses the same
+/// driver: AF_PACKET, or DPDK (with `--features dpdk`).
 pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) -> Result<Report, LiveError> {
-    let st = &cfg.settings;
-    let (mut control, sh) = Control::new(cfg, Limits { max_sas: st.max_sas, ..Limits::default() })?;
-    let n = st.workers.max(1);
+    let dpdk = cfg.interfaces.iter().filter(|i| i.driver == Driver::Dpdk).count();
+    if dpdk == 0 {
+        return run_afpacket(cfg, stop, on_tick);
+    }
+    if dpdk != cfg.interfaces.len() {
+        return Err(LiveError::MixedDrivers);
+    }
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk_backend::run(cfg, stop, on_tick)
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        Err(LiveError::NoDpdk(cfg.interfaces[0].name.clone()))
+    }
+}
+
+fn run_afpacket(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) -> Result<Report, LiveError> {
+    let n = cfg.settings.workers.max(1);
     // Open every device for every worker before starting any thread: errors surface here.
     let mut per_worker: Vec<Vec<AfPacket>> = (0..n).map(|_| Vec::new()).collect();
     for (ifidx, i) in cfg.interfaces.iter().enumerate() {
-        if i.driver == Driver::Dpdk {
-            return Err(LiveError::NoDpdk(i.name.clone()));
-        }
         let group = (std::process::id() as u16).wrapping_mul(31).wrapping_add(ifidx as u16 * 257);
         for w in per_worker.iter_mut() {
             let opts = Options { promiscuous: true, fanout_group: (n > 1).then_some(group) };
@@ -78,44 +96,127 @@ pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) ->
             w.push(d);
         }
     }
+    let pools = (0..n).map(|_| HeapPool::new(1 << 15)).collect();
+    run_workers(cfg, per_worker, pools, |_| (), stop, on_tick)
+}
+
+/// Starts one worker per device set, runs the control loop on this thread until `stop`,
+/// then joins the workers. `thread_init(w)` runs first on worker `w`'s thread (DPDK lcore
+/// registration); what it returns lives as long as the worker.
+fn run_workers<D, P, G>(
+    cfg: &Config,
+    per_worker: Vec<Vec<D>>,
+    pools: Vec<P>,
+    thread_init: impl Fn(usize) -> G + Sync,
+    stop: Arc<AtomicBool>,
+    on_tick: impl FnMut(&Report),
+) -> Result<Report, LiveError>
+where
+    D: Device + Send,
+    D::Buf: Send,
+    P: BufPool<Buf = D::Buf> + Send,
+{
+    let st = &cfg.settings;
+    let (mut control, sh) = Control::new(cfg, Limits { max_sas: st.max_sas, ..Limits::default() })?;
+    let n = per_worker.len();
     let (to_ctl, from_workers) = bounded::<ToControl>(1024);
     let reports: Vec<Arc<Mutex<WorkerReport>>> =
         (0..n).map(|_| Arc::new(Mutex::new(WorkerReport::default()))).collect();
     let start = Instant::now();
     // One hand-off queue per worker: ESP for an SA another worker owns goes there.
-    let queues: Arc<[ArrayQueue<Handoff<esprit_esp::HeapBuf>>]> = (0..n).map(|_| ArrayQueue::new(4096)).collect();
-    let mut handles = Vec::new();
-    for (w, devs) in per_worker.into_iter().enumerate() {
-        let sh = sh.clone();
-        let stop = stop.clone();
-        let to_ctl = to_ctl.clone();
-        let report = reports[w].clone();
-        let queues = queues.clone();
-        let core = st.cores.get(w).copied();
-        let h = std::thread::Builder::new()
-            .name(format!("esprit-worker-{w}"))
-            .spawn(move || {
-                if let Some(c) = core {
-                    core_affinity::set_for_current(core_affinity::CoreId { id: c });
-                }
-                let worker = Worker::new(sh, HeapPool::new(1 << 15), w == 0).with_handoff(w as u32, queues);
-                worker_loop(worker, devs, &stop, &to_ctl, &report, start);
-            })
-            .map_err(LiveError::Thread)?;
-        handles.push(h);
-    }
-    drop(to_ctl);
+    let queues: Arc<[ArrayQueue<Handoff<D::Buf>>]> = (0..n).map(|_| ArrayQueue::new(4096)).collect();
     let mut all_events = Vec::new();
-    control_loop(&mut control, &from_workers, &stop, &reports, &mut all_events, start, on_tick);
-    for h in handles {
-        let _ = h.join();
-    }
+    std::thread::scope(|scope| -> Result<(), LiveError> {
+        for (w, (devs, pool)) in per_worker.into_iter().zip(pools).enumerate() {
+            let (sh, stop, to_ctl, report, queues) =
+                (sh.clone(), stop.clone(), to_ctl.clone(), reports[w].clone(), queues.clone());
+            let core = st.cores.get(w).copied();
+            let init = &thread_init;
+            std::thread::Builder::new()
+                .name(format!("esprit-worker-{w}"))
+                .spawn_scoped(scope, move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+                    }
+                    let _guard = init(w);
+                    let worker = Worker::new(sh, pool, w == 0).with_handoff(w as u32, queues);
+                    worker_loop(worker, devs, &stop, &to_ctl, &report, start);
+                })
+                .map_err(LiveError::Thread)?;
+        }
+        drop(to_ctl);
+        control_loop(&mut control, &from_workers, &stop, &reports, &mut all_events, start, on_tick);
+        Ok(())
+    })?;
     // Whatever the workers sent while stopping.
     drain(&mut control, &from_workers, &mut all_events);
     Ok(Report {
         workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
         events: all_events,
     })
+}
+
+#[cfg(feature = "dpdk")]
+mod dpdk_backend {
+    use super::*;
+    use dpdk::{Eal, Mempool, Port, PortConfig};
+    use esprit_pktio::dpdkdev::{DpdkQueues, MbufPool};
+
+    /// Mbufs per worker and per port in the shared pool.
+    const MBUFS_PER_QUEUE: u32 = 8192;
+
+    pub fn run(cfg: &Config, stop: Arc<AtomicBool>, on_tick: impl FnMut(&Report)) -> Result<Report, LiveError> {
+        let st = &cfg.settings;
+        let n = st.workers.max(1);
+        let mut args: Vec<String> = vec!["esprit-dataplane".into()];
+        args.extend(st.eal_args.iter().cloned());
+        if !args.iter().any(|a| a.starts_with("--file-prefix")) {
+            args.push(format!("--file-prefix=esprit-{}", std::process::id()));
+        }
+        let dpdk_err = |e: dpdk::Error| LiveError::Dpdk(e.to_string());
+        let eal = Eal::init(&args).map_err(dpdk_err)?;
+        let nbufs = MBUFS_PER_QUEUE * (n as u32) * (cfg.interfaces.len() as u32);
+        let pool = Mempool::new(&eal, "esprit-mbufs", nbufs, 256, 0, 2048 + 128, eal.socket_id()).map_err(dpdk_err)?;
+        let mut ports: Vec<Port<'_>> = Vec::new();
+        for i in &cfg.interfaces {
+            // A vdev (net_af_packet0,iface=eth1 …) is created here; a PCI or named device is
+            // looked up as the EAL probed it.
+            let name = i.device.split(',').next().unwrap_or(&i.device);
+            if i.device.starts_with("net_") {
+                eal.probe_device(&i.device).map_err(|e| LiveError::Device {
+                    name: i.name.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            }
+            let id = eal.port_by_name(name).map_err(|e| LiveError::Device {
+                name: i.name.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let pc =
+                PortConfig { queues: n as u16, mtu: Some(i.mtu as u16), promiscuous: true, ..PortConfig::default() };
+            let mut port = Port::configure(id, &pc, &pool).map_err(dpdk_err)?;
+            if let Some(w) = port.rss().warning() {
+                eprintln!("esprit-dataplane: {}: {w}", i.name);
+            }
+            port.start().map_err(dpdk_err)?;
+            ports.push(port);
+        }
+        let mut per_worker = Vec::new();
+        for w in 0..n {
+            let mut devs = Vec::new();
+            for (p, i) in ports.iter().zip(&cfg.interfaces) {
+                let rx = p.rx_queue(w as u16).map_err(dpdk_err)?;
+                let tx = p.tx_queue(w as u16).map_err(dpdk_err)?;
+                devs.push(DpdkQueues::new(&i.name, rx, tx));
+            }
+            per_worker.push(devs);
+        }
+        let pools = (0..n).map(|_| MbufPool::new(&pool)).collect();
+        let r = run_workers(cfg, per_worker, pools, |_| eal.register_thread().ok(), stop, on_tick);
+        drop(ports);
+        pool.flush_local_cache();
+        r
+    }
 }
 
 fn now_ns(start: Instant) -> u64 {
@@ -168,22 +269,25 @@ fn control_loop(
     }
 }
 
-fn worker_loop<P>(
+fn worker_loop<D, P>(
     mut worker: Worker<P>,
-    mut devs: Vec<AfPacket>,
+    mut devs: Vec<D>,
     stop: &AtomicBool,
     to_ctl: &Sender<ToControl>,
     report: &Mutex<WorkerReport>,
     start: Instant,
 ) where
-    P: BufPool<Buf = esprit_esp::HeapBuf>,
+    D: Device,
+    P: BufPool<Buf = D::Buf>,
 {
     let mut frames = Vec::with_capacity(RX_BURST);
     let mut idle = 0u32;
     let mut tx_full = 0u64;
     let mut next_report = 0;
-    let mut fds: Vec<esprit_pktio::wait::PollFd> =
-        devs.iter().map(|d| esprit_pktio::wait::PollFd::new(d.raw_fd())).collect();
+    // Devices with a descriptor let an idle worker sleep in poll(2); poll-mode ones do not.
+    let fds: Option<Vec<esprit_pktio::wait::PollFd>> =
+        devs.iter().map(|d| d.wait_fd().map(esprit_pktio::wait::PollFd::new)).collect();
+    let mut fds = fds;
     while !stop.load(Ordering::Relaxed) {
         let now = now_ns(start);
         let mut busy = worker.rx_handoff(now) > 0;
@@ -244,7 +348,10 @@ fn worker_loop<P>(
             idle += 1;
             if idle > SPIN_BEFORE_SLEEP {
                 // Sleep until traffic arrives, at most 1 ms (timers keep running).
-                esprit_pktio::wait::wait(&mut fds, 1);
+                match fds.as_mut() {
+                    Some(f) => esprit_pktio::wait::wait(f, 1),
+                    None => std::thread::sleep(Duration::from_micros(50)),
+                }
             }
         }
     }

@@ -282,4 +282,8 @@ impl Device for AfPacket {
     fn stats(&self) -> DevStats {
         self.stats
     }
+
+    fn wait_fd(&self) -> Option<i32> {
+        Some(self.fd.as_raw_fd())
+    }
 }

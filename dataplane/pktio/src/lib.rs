@@ -14,6 +14,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod afpacket;
+#[cfg(feature = "dpdk")]
+pub mod dpdkdev;
 pub mod fault;
 pub mod mem;
 pub mod pcap;
@@ -60,4 +62,10 @@ pub trait Device {
     ) -> std::io::Result<usize>;
 
     fn stats(&self) -> DevStats;
+
+    /// A descriptor that becomes readable when frames arrive, to sleep on when idle
+    /// (poll-mode devices have none).
+    fn wait_fd(&self) -> Option<i32> {
+        None
+    }
 }

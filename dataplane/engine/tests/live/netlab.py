@@ -73,18 +73,19 @@ GW_CONFIG = """
 [dataplane]
 workers = {workers}
 keepalive_interval = {keepalive}
+{eal}
 
 [[interface]]
 name = "outside"
 role = "outside"
-device = "gw-out"
+{out_dev}
 address = "198.51.100.1/24"
 mac = "02:00:00:00:01:01"
 
 [[interface]]
 name = "inside"
 role = "inside"
-device = "gw-in"
+{in_dev}
 address = "10.1.0.1/16"
 mac = "02:00:00:00:02:01"
 
@@ -117,3 +118,13 @@ src = "10.1.0.0/16"
 dst = "10.9.0.2/32"
 sa = 0x2002
 """
+
+
+def devices(driver, workers=1):
+    """Config lines binding the gateway's interfaces to its veths with `driver` (DPDK's
+    net_af_packet takes one queue pair per worker; it spreads flows over them by hash)."""
+    if driver == "dpdk":
+        eal = 'eal_args = ["--no-huge", "-m", "512", "--no-pci", "--no-telemetry"]'
+        q = f"qpairs={workers}"
+        return eal, f'driver = "dpdk"\ndevice = "net_af_packet0,iface=gw-out,{q}"', f'driver = "dpdk"\ndevice = "net_af_packet1,iface=gw-in,{q}"'
+    return "", 'device = "gw-out"', 'device = "gw-in"'

@@ -1,4 +1,4 @@
-"""esprit-dataplane live on AF_PACKET, in network namespaces: a client whose ESP stack is
+"""esprit-dataplane live, on AF_PACKET and on DPDK net_af_packet, in network namespaces: a client whose ESP stack is
 scapy pings a real server kernel through the gateway; the server's kernel answers, the
 gateway encrypts the replies back. Also: ARP both ways, the tunnel MTU reported to the
 server's tracepath and ping, NAT keepalives, the final report."""
@@ -19,17 +19,23 @@ KEYS = {
 }
 
 
-@pytest.mark.parametrize("proposal,workers", [("aes128gcm16", 1), ("aes128gcm16", 2), ("aes128-sha1", 1)])
-def test_ping_through_the_gateway(dataplane_bin, tmp_path, proposal, workers):
-    lab = netlab.Lab(f"{workers}{proposal[3:6]}")
+CASES = [("af_packet", "aes128gcm16", 1), ("af_packet", "aes128gcm16", 2), ("af_packet", "aes128-sha1", 1),
+         ("dpdk", "aes128gcm16", 1), ("dpdk", "aes128gcm16", 2)]
+
+
+@pytest.mark.parametrize("driver,proposal,workers", CASES)
+def test_ping_through_the_gateway(dataplane_bin, tmp_path, driver, proposal, workers):
+    lab = netlab.Lab(f"{driver[0]}{workers}{proposal[3:6]}")
     try:
         k = KEYS[proposal]
+        eal, out_dev, in_dev = netlab.devices(driver, workers)
         cfg = netlab.GW_CONFIG.format(
+            eal=eal, out_dev=out_dev, in_dev=in_dev,
             workers=workers, keepalive=2, proposal=proposal, enc_in=k["enc_in"], enc_out=k["enc_out"],
             int_in=f'int_key = "{k["int_in"]}"' if k["int_in"] else "", int_out=f'int_key = "{k["int_out"]}"' if k["int_out"] else "")
         (tmp_path / "gw.toml").write_text(cfg)
         gw = lab.spawn("gw", [dataplane_bin, "--config", str(tmp_path / "gw.toml")])
-        time.sleep(0.5)
+        time.sleep(0.5 if driver == "af_packet" else 2.0)
         assert gw.poll() is None, gw.stderr.read()
 
         # The gateway answers ARP for its inside address: the server can reach its default route.
