@@ -269,9 +269,89 @@ fn control_loop(
     }
 }
 
+/// A worker and its devices: one [`step`](Poller::step) is one round of the run-to-
+/// completion loop — hand-offs, an rx burst from every device through the worker, timers,
+/// and every transmit queue flushed.
+pub struct Poller<D: Device, P: BufPool<Buf = D::Buf>> {
+    pub worker: Worker<P>,
+    pub devs: Vec<D>,
+    frames: Vec<D::Buf>,
+    pub tx_full: u64,
+}
+
+impl<D: Device, P: BufPool<Buf = D::Buf>> std::fmt::Debug for Poller<D, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poller").field("devices", &self.devs.len()).finish()
+    }
+}
+
+impl<D: Device, P: BufPool<Buf = D::Buf>> Poller<D, P> {
+    pub fn new(worker: Worker<P>, devs: Vec<D>) -> Self {
+        Poller { worker, devs, frames: Vec::with_capacity(RX_BURST), tx_full: 0 }
+    }
+
+    /// One round; true if anything was received or sent.
+    pub fn step(&mut self, now: u64) -> bool {
+        let w = &mut self.worker;
+        let mut busy = w.rx_handoff(now) > 0;
+        for (ifidx, d) in self.devs.iter_mut().enumerate() {
+            self.frames.clear();
+            match d.rx_burst(w.pool(), &mut self.frames, RX_BURST) {
+                Ok(0) => {}
+                Ok(_) => {
+                    busy = true;
+                    w.rx(ifidx, self.frames.drain(..), now);
+                }
+                Err(_) => w.drops.inc(DropReason::NoBuffer),
+            }
+        }
+        w.poll(now);
+        for (ifidx, d) in self.devs.iter_mut().enumerate() {
+            let mut q = std::mem::take(w.tx_queue(ifidx));
+            if !q.is_empty() {
+                busy = true;
+                let _ = d.tx_burst(w.pool(), &mut q);
+                if !q.is_empty() {
+                    // One retry, then count and drop: a worker never blocks on a full queue.
+                    let _ = d.tx_burst(w.pool(), &mut q);
+                    for b in q.drain(..) {
+                        self.tx_full += 1;
+                        w.drops.inc(DropReason::TxFull);
+                        w.pool().free(b);
+                    }
+                }
+            }
+            *w.tx_queue(ifidx) = q;
+        }
+        busy
+    }
+}
+
+/// Runs a single worker over `devs` with a deterministic clock (1 µs a round from `t0`)
+/// until nothing has happened for `idle_rounds` rounds, applying its requests inline: the
+/// harness of the golden-capture tests (pcap files in, pcap files out).
+pub fn drive_until_idle<D, P>(poller: &mut Poller<D, P>, control: &mut Control, t0: u64, idle_rounds: u32) -> u64
+where
+    D: Device,
+    P: BufPool<Buf = D::Buf>,
+{
+    let (mut now, mut idle) = (t0, 0);
+    while idle < idle_rounds {
+        now += 1_000;
+        let busy = poller.step(now);
+        control.apply(poller.worker.requests.drain(..));
+        for p in std::mem::take(&mut poller.worker.punted) {
+            poller.worker.drops.inc(DropReason::IkeNoListener);
+            poller.worker.pool().free(p.buf);
+        }
+        idle = if busy { 0 } else { idle + 1 };
+    }
+    now
+}
+
 fn worker_loop<D, P>(
-    mut worker: Worker<P>,
-    mut devs: Vec<D>,
+    worker: Worker<P>,
+    devs: Vec<D>,
     stop: &AtomicBool,
     to_ctl: &Sender<ToControl>,
     report: &Mutex<WorkerReport>,
@@ -280,29 +360,17 @@ fn worker_loop<D, P>(
     D: Device,
     P: BufPool<Buf = D::Buf>,
 {
-    let mut frames = Vec::with_capacity(RX_BURST);
     let mut idle = 0u32;
-    let mut tx_full = 0u64;
     let mut next_report = 0;
     // Devices with a descriptor let an idle worker sleep in poll(2); poll-mode ones do not.
     let fds: Option<Vec<esprit_pktio::wait::PollFd>> =
         devs.iter().map(|d| d.wait_fd().map(esprit_pktio::wait::PollFd::new)).collect();
     let mut fds = fds;
+    let mut p = Poller::new(worker, devs);
     while !stop.load(Ordering::Relaxed) {
         let now = now_ns(start);
-        let mut busy = worker.rx_handoff(now) > 0;
-        for (ifidx, d) in devs.iter_mut().enumerate() {
-            frames.clear();
-            match d.rx_burst(worker.pool(), &mut frames, RX_BURST) {
-                Ok(0) => {}
-                Ok(_) => {
-                    busy = true;
-                    worker.rx(ifidx, frames.drain(..), now);
-                }
-                Err(_) => worker.drops.inc(DropReason::NoBuffer),
-            }
-        }
-        worker.poll(now);
+        let busy = p.step(now);
+        let worker = &mut p.worker;
         if !worker.requests.is_empty() {
             let r = std::mem::take(&mut worker.requests);
             if let Err(TrySendError::Full(ToControl::Requests(r))) = to_ctl.try_send(ToControl::Requests(r)) {
@@ -315,32 +383,13 @@ fn worker_loop<D, P>(
             let _ = to_ctl.try_send(ToControl::Events(e));
         }
         // No control plane yet: punted IKE is dropped (counted as ike_no_listener).
-        for p in std::mem::take(&mut worker.punted) {
+        for pk in std::mem::take(&mut worker.punted) {
             worker.drops.inc(DropReason::IkeNoListener);
-            worker.pool().free(p.buf);
-        }
-        for (ifidx, d) in devs.iter_mut().enumerate() {
-            let mut q = std::mem::take(worker.tx_queue(ifidx));
-            if q.is_empty() {
-                *worker.tx_queue(ifidx) = q;
-                continue;
-            }
-            busy = true;
-            let _ = d.tx_burst(worker.pool(), &mut q);
-            if !q.is_empty() {
-                // One retry, then count and drop: a worker never blocks on a full queue.
-                let _ = d.tx_burst(worker.pool(), &mut q);
-                for b in q.drain(..) {
-                    tx_full += 1;
-                    worker.drops.inc(DropReason::TxFull);
-                    worker.pool().free(b);
-                }
-            }
-            *worker.tx_queue(ifidx) = q;
+            worker.pool().free(pk.buf);
         }
         if now >= next_report {
             next_report = now + 200_000_000;
-            publish(&worker, report, tx_full);
+            publish(&p.worker, report, p.tx_full);
         }
         if busy {
             idle = 0;
@@ -355,9 +404,9 @@ fn worker_loop<D, P>(
             }
         }
     }
-    publish(&worker, report, tx_full);
-    let _ = to_ctl.try_send(ToControl::Requests(std::mem::take(&mut worker.requests)));
-    let _ = to_ctl.try_send(ToControl::Events(std::mem::take(&mut worker.events)));
+    publish(&p.worker, report, p.tx_full);
+    let _ = to_ctl.try_send(ToControl::Requests(std::mem::take(&mut p.worker.requests)));
+    let _ = to_ctl.try_send(ToControl::Events(std::mem::take(&mut p.worker.events)));
 }
 
 fn publish<P: BufPool>(worker: &Worker<P>, report: &Mutex<WorkerReport>, tx_full: u64) {

@@ -84,6 +84,7 @@ impl<'q> Device for DpdkQueues<'q> {
     }
 
     fn stats(&self) -> DevStats {
-        self.stats
+        // Chained (jumbo) and shared mbufs are refused at rx: count them as errors.
+        DevStats { rx_errors: self.rx.refused_chained() + self.rx.refused_shared(), ..self.stats }
     }
 }

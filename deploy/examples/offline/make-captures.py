@@ -60,7 +60,7 @@ outside = [
 
 reply = IP(src="10.1.0.5", dst="10.9.0.2") / ICMP(type=0, id=7, seq=1) / Raw(b"esprit offline example")
 too_big = IP(src="10.1.0.5", dst="10.9.0.2", flags="DF") / UDP(sport=9, dport=5000) / Raw(bytes(1472))
-frag_me = IP(src="10.1.0.5", dst="10.9.0.2") / UDP(sport=9, dport=5000) / Raw(bytes(2972))
+frag_me = IP(src="10.1.0.5", dst="10.9.0.2") / UDP(sport=9, dport=5000) / Raw(bytes(1472))
 inside = [
     frame(0.025, reply, src=SERVER, dst=GW_LAN),
     frame(0.035, too_big, src=SERVER, dst=GW_LAN),
