@@ -40,6 +40,14 @@ impl<B: PacketBuf> MemPort<B> {
     pub fn take_sent(&self) -> Option<B> {
         self.tx.pop()
     }
+    /// Sends one frame to the peer (a traffic source on the far end of a link).
+    pub fn send(&self, b: B) -> Result<(), B> {
+        self.tx.push(b)
+    }
+    /// Receives one frame the peer sent (a sink on the far end of a link).
+    pub fn recv(&self) -> Option<B> {
+        self.rx.pop()
+    }
 }
 
 impl<B: PacketBuf> Device for MemPort<B> {
