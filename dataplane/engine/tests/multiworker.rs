@@ -54,7 +54,7 @@ fn vip(i: u32) -> [u8; 4] {
 
 fn params(i: u32, dir: u8) -> esprit_esp::sa::SaParams {
     let t = Transform::Aes128Gcm16;
-    let enc: Vec<u8> = (0..20).map(|k| (k as u32 ^ i ^ dir as u32 * 77) as u8).collect();
+    let enc: Vec<u8> = (0..20).map(|k| (k as u32 ^ i ^ (dir as u32 * 77)) as u8).collect();
     esprit_esp::sa::SaParams {
         spi: if dir == 1 { 0x1000_0000 + i } else { 0x2000_0000 + i },
         transform: t,
