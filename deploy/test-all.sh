@@ -38,9 +38,11 @@ step "live data plane on AF_PACKET and DPDK net_af_packet in network namespaces"
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
 
-step "model check of the lock-free tables (loom)"
+step "model checks (loom): the lock-free tables and the shared-memory rings"
 RUSTFLAGS="--cfg crossbeam_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -q -p esprit-satable --features loom --release --test loom
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom-ring \
+  cargo test -q -p esprit-ring --release loom
 
 step "README offline example"
 out=$(mktemp -d)

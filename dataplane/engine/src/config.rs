@@ -186,6 +186,9 @@ pub struct Settings {
     pub max_sas: usize,
     /// Extra DPDK EAL arguments (for `driver = "dpdk"` interfaces).
     pub eal_args: Vec<String>,
+    /// Instance name of the shared-memory rings to esprit-ike (`/dev/shm/esprit-NAME`);
+    /// none: no control plane, IKE is dropped and counted.
+    pub control_ring: Option<String>,
 }
 
 impl Default for Settings {
@@ -205,6 +208,7 @@ impl Default for Settings {
             cores: Vec::new(),
             max_sas: 1 << 16,
             eal_args: Vec::new(),
+            control_ring: None,
         }
     }
 }
@@ -264,6 +268,7 @@ struct RawSettings {
     cores: Option<S<Vec<usize>>>,
     max_sas: Option<S<usize>>,
     eal_args: Option<Vec<String>>,
+    control_ring: Option<S<String>>,
 }
 
 /// A string or a list of strings. (Spans cannot cross an untagged enum, so the span is of
@@ -593,6 +598,16 @@ fn settings(c: &mut Ctx<'_>, raw: Option<&S<RawSettings>>) -> Settings {
     }
     if let Some(a) = &r.eal_args {
         s.eal_args = a.clone();
+    }
+    if let Some(n) = &r.control_ring {
+        if esprit_ring::shm_path(n.get_ref()).is_ok() {
+            s.control_ring = Some(n.get_ref().clone());
+        } else {
+            c.at(
+                n.span(),
+                format!("control_ring '{}' is not a valid instance name (letters, digits, '-', '_')", n.get_ref()),
+            );
+        }
     }
     if let Some(p) = &r.crypto {
         let names = esprit_esp::crypto::provider_names();

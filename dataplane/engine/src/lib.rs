@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod link;
 pub mod live;
 pub mod local;
 pub mod offline;

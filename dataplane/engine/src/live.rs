@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use esprit_esp::{BufPool, DropReason, HeapPool};
+use esprit_esp::{BufPool, DropReason, HeapPool, PacketBuf};
 use esprit_pktio::afpacket::{AfPacket, Options};
 use esprit_pktio::Device;
 
 use crate::config::{Config, Driver};
+use crate::link::{Link, Outgoing, PuntedIke};
 use crate::shared::{Control, EngineError, Event, Limits, Request};
 use crate::worker::{Counters, Handoff, IfStats, Worker};
 use crossbeam_queue::ArrayQueue;
@@ -39,6 +40,8 @@ pub enum LiveError {
     MixedDrivers,
     #[error("DPDK: {0}")]
     Dpdk(String),
+    #[error("control ring: {0}")]
+    Ring(String),
 }
 
 /// What one worker reports.
@@ -61,6 +64,7 @@ pub struct Report {
 enum ToControl {
     Requests(Vec<Request>),
     Events(Vec<Event>),
+    Punts(Vec<PuntedIke>),
 }
 
 /// Runs until `stop` is set; returns the final figures. Every interface uses the same
@@ -119,6 +123,17 @@ where
     let st = &cfg.settings;
     let (mut control, sh) = Control::new(cfg, Limits { max_sas: st.max_sas, ..Limits::default() })?;
     let n = per_worker.len();
+    let mut link = match &st.control_ring {
+        Some(instance) => {
+            let path = esprit_ring::shm_path(instance).map_err(|e| LiveError::Ring(e.to_string()))?;
+            let names = cfg.interfaces.iter().map(|i| i.name.clone()).collect();
+            Some(Link::attach(&path, names).map_err(LiveError::Ring)?)
+        }
+        None => None,
+    };
+    let punting = link.is_some();
+    // IKE datagrams the control plane sends go out through worker 0.
+    let (out_tx, out_rx) = bounded::<Outgoing>(1024);
     let (to_ctl, from_workers) = bounded::<ToControl>(1024);
     let reports: Vec<Arc<Mutex<WorkerReport>>> =
         (0..n).map(|_| Arc::new(Mutex::new(WorkerReport::default()))).collect();
@@ -130,6 +145,7 @@ where
         for (w, (devs, pool)) in per_worker.into_iter().zip(pools).enumerate() {
             let (sh, stop, to_ctl, report, queues) =
                 (sh.clone(), stop.clone(), to_ctl.clone(), reports[w].clone(), queues.clone());
+            let outgoing = (w == 0).then(|| out_rx.clone());
             let core = st.cores.get(w).copied();
             let init = &thread_init;
             std::thread::Builder::new()
@@ -139,17 +155,28 @@ where
                         core_affinity::set_for_current(core_affinity::CoreId { id: c });
                     }
                     let _guard = init(w);
-                    let worker = Worker::new(sh, pool, w == 0).with_handoff(w as u32, queues);
-                    worker_loop(worker, devs, &stop, &to_ctl, &report, start);
+                    let mut worker = Worker::new(sh, pool, w == 0).with_handoff(w as u32, queues);
+                    worker.set_ike_listener(punting);
+                    worker_loop(worker, devs, &stop, &to_ctl, outgoing, &report, start);
                 })
                 .map_err(LiveError::Thread)?;
         }
         drop(to_ctl);
-        control_loop(&mut control, &from_workers, &stop, &reports, &mut all_events, start, on_tick);
+        control_loop(
+            &mut control,
+            link.as_mut(),
+            &out_tx,
+            &from_workers,
+            &stop,
+            &reports,
+            &mut all_events,
+            start,
+            on_tick,
+        );
         Ok(())
     })?;
     // Whatever the workers sent while stopping.
-    drain(&mut control, &from_workers, &mut all_events);
+    drain(&mut control, link.as_mut(), &from_workers, &mut all_events);
     Ok(Report {
         workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
         events: all_events,
@@ -224,18 +251,44 @@ fn now_ns(start: Instant) -> u64 {
     1_000_000_000 + start.elapsed().as_nanos() as u64
 }
 
-fn drain(control: &mut Control, rx: &Receiver<ToControl>, events: &mut Vec<Event>) {
+fn drain(control: &mut Control, mut link: Option<&mut Link>, rx: &Receiver<ToControl>, events: &mut Vec<Event>) {
     while let Ok(m) = rx.try_recv() {
-        match m {
-            ToControl::Requests(r) => control.apply(r),
-            ToControl::Events(e) => events.extend(e),
-        }
+        handle(control, link.as_deref_mut(), m, events);
     }
-    events.append(&mut control.events);
+    flush_events(control, link, events);
 }
 
+fn handle(control: &mut Control, link: Option<&mut Link>, m: ToControl, events: &mut Vec<Event>) {
+    match m {
+        ToControl::Requests(r) => control.apply(r),
+        ToControl::Events(e) => {
+            if let Some(l) = link {
+                e.iter().for_each(|x| l.event(x));
+            }
+            events.extend(e);
+        }
+        ToControl::Punts(p) => {
+            if let Some(l) = link {
+                p.into_iter().for_each(|x| l.punt(x));
+            }
+        }
+    }
+}
+
+/// Events the writer itself produced (NAT mapping follows) go to the control plane too.
+fn flush_events(control: &mut Control, link: Option<&mut Link>, events: &mut Vec<Event>) {
+    let mine = std::mem::take(&mut control.events);
+    if let Some(l) = link {
+        mine.iter().for_each(|x| l.event(x));
+    }
+    events.extend(mine);
+}
+
+#[allow(clippy::too_many_arguments)]
 fn control_loop(
     control: &mut Control,
+    mut link: Option<&mut Link>,
+    out_tx: &Sender<Outgoing>,
     rx: &Receiver<ToControl>,
     stop: &AtomicBool,
     reports: &[Arc<Mutex<WorkerReport>>],
@@ -245,14 +298,24 @@ fn control_loop(
 ) {
     let mut next_age = 0;
     let mut next_tick = 0;
+    // With a control plane attached, its ring is polled every millisecond.
+    let wait = if link.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
     while !stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(ToControl::Requests(r)) => control.apply(r),
-            Ok(ToControl::Events(e)) => events.extend(e),
+        match rx.recv_timeout(wait) {
+            Ok(m) => handle(control, link.as_deref_mut(), m, events),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
-        events.append(&mut control.events);
+        while let Ok(m) = rx.try_recv() {
+            handle(control, link.as_deref_mut(), m, events);
+        }
+        if let Some(l) = link.as_deref_mut() {
+            l.poll(control, 4096, |o| {
+                // Worker 0's queue full: the IKE retransmission will try again.
+                let _ = out_tx.try_send(o);
+            });
+        }
+        flush_events(control, link.as_deref_mut(), events);
         let now = now_ns(start);
         if now >= next_age {
             control.age_neighbors(now);
@@ -354,6 +417,7 @@ fn worker_loop<D, P>(
     devs: Vec<D>,
     stop: &AtomicBool,
     to_ctl: &Sender<ToControl>,
+    outgoing: Option<Receiver<Outgoing>>,
     report: &Mutex<WorkerReport>,
     start: Instant,
 ) where
@@ -369,7 +433,14 @@ fn worker_loop<D, P>(
     let mut p = Poller::new(worker, devs);
     while !stop.load(Ordering::Relaxed) {
         let now = now_ns(start);
-        let busy = p.step(now);
+        let mut busy = false;
+        if let Some(rx) = &outgoing {
+            while let Ok(o) = rx.try_recv() {
+                busy = true;
+                p.worker.transmit(o.src, o.dst, o.marker, &o.payload, now);
+            }
+        }
+        busy |= p.step(now);
         let worker = &mut p.worker;
         if !worker.requests.is_empty() {
             let r = std::mem::take(&mut worker.requests);
@@ -382,10 +453,21 @@ fn worker_loop<D, P>(
             let e = std::mem::take(&mut worker.events);
             let _ = to_ctl.try_send(ToControl::Events(e));
         }
-        // No control plane yet: punted IKE is dropped (counted as ike_no_listener).
-        for pk in std::mem::take(&mut worker.punted) {
-            worker.drops.inc(DropReason::IkeNoListener);
-            worker.pool().free(pk.buf);
+        if !worker.punted.is_empty() {
+            let mut v = Vec::new();
+            for pk in std::mem::take(&mut worker.punted) {
+                v.push(PuntedIke {
+                    src: pk.src,
+                    dst: pk.dst,
+                    ifidx: pk.ifidx,
+                    had_marker: pk.dst.port == esprit_wire::ike::NAT_T_PORT,
+                    payload: pk.buf.data().get(pk.ike_offset..).unwrap_or_default().to_vec(),
+                });
+                worker.pool().free(pk.buf);
+            }
+            if to_ctl.try_send(ToControl::Punts(v)).is_err() {
+                worker.drops.inc(DropReason::IkeNoListener);
+            }
         }
         if now >= next_report {
             next_report = now + 200_000_000;

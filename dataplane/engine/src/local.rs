@@ -185,3 +185,55 @@ pub fn keepalive<B: PacketBuf>(b: &mut B, src: IpAddr, sport: u16, dst: IpAddr, 
     }
     true
 }
+
+/// A UDP datagram from `src` to `dst` carrying `payload` (behind the 4-byte non-ESP marker
+/// when `marker`), as an IP packet with a valid UDP checksum: an IKE message the control
+/// plane sends.
+pub fn udp_datagram<B: PacketBuf>(
+    b: &mut B,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    marker: bool,
+    payload: &[u8],
+) -> bool {
+    let ip_len = if src.0.is_ipv4() { 20 } else { 40 };
+    let l4 = 8 + if marker { 4 } else { 0 } + payload.len();
+    if l4 > u16::MAX as usize || src.0.is_ipv4() != dst.0.is_ipv4() {
+        return false;
+    }
+    let Some(d) = fill(b, ip_len + l4) else { return false };
+    match (src.0, dst.0) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => ipv4::Repr {
+            src: s,
+            dst: t,
+            protocol: ip_proto::UDP,
+            payload_len: l4,
+            ttl: 64,
+            tos: 0,
+            ident: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        }
+        .emit(d),
+        (IpAddr::V6(s), IpAddr::V6(t)) => ipv6::Repr {
+            src: s,
+            dst: t,
+            next_header: ip_proto::UDP,
+            payload_len: l4,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(d),
+        _ => return false,
+    }
+    udp::Repr { src_port: src.1, dst_port: dst.1, payload_len: l4 - 8 }.emit(&mut d[ip_len..]);
+    let at = ip_len + 8;
+    if marker {
+        d[at..at + 4].fill(0);
+    }
+    d[at + if marker { 4 } else { 0 }..].copy_from_slice(payload);
+    udp::Packet::new_unchecked(&mut d[ip_len..]).fill_checksum(src.0, dst.0);
+    true
+}

@@ -19,6 +19,8 @@ usage: esprit-dataplane --config FILE [--check-config] [--stats]
   --config FILE      the TOML configuration (interfaces, neighbors, routes, SAs, policies)
   --check-config     validate the configuration and exit
   --stats            live mode: print a one-line summary every second
+  --ring NAME        live mode: attach to esprit-ike through /dev/shm/esprit-NAME
+                     (overrides [dataplane] control_ring)
   --pcap-in IF=FILE  feed the frames of FILE to interface IF (offline mode; repeatable)
   --pcap-out IF=FILE write what interface IF transmits to FILE (repeatable)
 
@@ -31,6 +33,7 @@ struct Args {
     config: PathBuf,
     check: bool,
     stats: bool,
+    ring: Option<String>,
     ins: Vec<(String, PathBuf)>,
     outs: Vec<(String, PathBuf)>,
 }
@@ -39,12 +42,14 @@ fn args() -> Result<Args, String> {
     let mut a = std::env::args().skip(1);
     let mut config = None;
     let (mut check, mut stats, mut ins, mut outs) = (false, false, Vec::new(), Vec::new());
+    let mut ring = None;
     while let Some(x) = a.next() {
         let mut val = |name: &str| a.next().ok_or_else(|| format!("{name} needs a value"));
         match x.as_str() {
             "--config" | "-c" => config = Some(PathBuf::from(val("--config")?)),
             "--check-config" => check = true,
             "--stats" => stats = true,
+            "--ring" => ring = Some(val("--ring")?),
             "--pcap-in" => ins.push(offline::parse_spec(&val("--pcap-in")?).map_err(|e| e.to_string())?),
             "--pcap-out" => outs.push(offline::parse_spec(&val("--pcap-out")?).map_err(|e| e.to_string())?),
             "-h" | "--help" => return Err(String::new()),
@@ -52,7 +57,7 @@ fn args() -> Result<Args, String> {
         }
     }
     let config = config.ok_or("--config FILE is required")?;
-    Ok(Args { config, check, stats, ins, outs })
+    Ok(Args { config, check, stats, ring, ins, outs })
 }
 
 fn main() -> ExitCode {
@@ -67,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cfg = match offline::load_config(&a.config) {
+    let mut cfg = match offline::load_config(&a.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -83,6 +88,9 @@ fn main() -> ExitCode {
             cfg.policies.len()
         );
         return ExitCode::SUCCESS;
+    }
+    if a.ring.is_some() {
+        cfg.settings.control_ring = a.ring.clone();
     }
     if a.ins.is_empty() {
         return live(&cfg, a.stats);

@@ -53,6 +53,8 @@ pub struct Shared {
     pub policies: Arc<PolicyTable>,
     pub neighbors: Arc<HashTable<IpAddr, Neighbor>>,
     routes: Rcu<Routes>,
+    /// Seconds between NAT keepalives (the control plane may change it).
+    pub keepalive_secs: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -193,6 +195,7 @@ impl Control {
             policies: pol_t,
             neighbors: nb_t,
             routes: Rcu::new(routes.clone()),
+            keepalive_secs: std::sync::atomic::AtomicU64::new(cfg.settings.keepalive_interval),
         });
         let mut c = Control {
             sh: sh.clone(),
@@ -271,6 +274,30 @@ impl Control {
         self.publish_routes(g);
     }
 
+    /// Removes the route to `dst` (with that gateway, if given); true if there was one.
+    pub fn delete_route(&mut self, dst: IpCidr, via: Option<IpAddr>, g: &Guard) -> bool {
+        let removed = self.routes.remove(dst, via);
+        if removed {
+            self.publish_routes(g);
+        }
+        removed
+    }
+
+    /// Deletes every SA and policy (before a full resynchronisation).
+    pub fn flush(&mut self, g: &Guard) {
+        self.sa_in.clear(g);
+        self.sa_out.clear(g);
+        self.policies.clear(g);
+    }
+
+    /// Follows a NAT mapping change the control plane decided on: both SAs of the pair.
+    pub fn set_peer(&mut self, spi_in: u32, spi_out: u32, e: Endpoint, g: &Guard) -> Result<(), &'static str> {
+        let i = self.sh.sa_in.get(&spi_in, g).ok_or("no inbound SA with that SPI")?;
+        let o = self.sh.sa_out.get(&spi_out, g).ok_or("no outbound SA with that SPI")?;
+        o.set_peer(e).map_err(|_| "address family differs from the SA's")?;
+        i.set_peer(e);
+        Ok(())
+    }
     fn publish_routes(&mut self, g: &Guard) {
         self.sh.routes.store(self.routes.clone(), g);
     }

@@ -28,6 +28,13 @@ impl Routes {
         self.v.sort_by_key(|r| std::cmp::Reverse(r.dst.prefix_len()));
     }
 
+    /// Removes the route to `dst` (through `via`, if given); true if there was one.
+    pub fn remove(&mut self, dst: IpCidr, via: Option<IpAddr>) -> bool {
+        let n = self.v.len();
+        self.v.retain(|r| !(r.dst == dst && (via.is_none() || r.via == via)));
+        self.v.len() != n
+    }
+
     /// The interface and next-hop address toward `dst`.
     pub fn lookup(&self, dst: IpAddr) -> Option<(usize, IpAddr)> {
         self.v.iter().find(|r| r.dst.contains(dst)).map(|r| (r.ifidx, r.via.unwrap_or(dst)))

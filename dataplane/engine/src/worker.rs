@@ -75,6 +75,8 @@ pub struct Counters {
     pub nat_mapping_changes: u64,
     /// Bursts handed to the worker owning their SA.
     pub handed_off: u64,
+    /// IKE datagrams sent for the control plane.
+    pub ike_sent: u64,
 }
 
 /// An IKE datagram for the control plane.
@@ -159,6 +161,43 @@ impl<P: BufPool> Worker<P> {
         self.id = id;
         self.handoff = Some(queues);
         self
+    }
+
+    /// Sends a UDP datagram for the control plane (an IKE message), routed like everything
+    /// we originate; IPv4 datagrams larger than the link are fragmented (RFC 7383 IKE
+    /// fragmentation makes this rare).
+    pub fn transmit(&mut self, src: Endpoint, dst: Endpoint, marker: bool, payload: &[u8], now: u64) {
+        let sh = self.sh.clone();
+        let g = epoch::pin();
+        let cx = Cx { sh: &sh, g: &g, now };
+        let Some(mut b) = self.pool.alloc_len(60 + 12 + payload.len()) else {
+            return self.drops.inc(DropReason::NoBuffer);
+        };
+        if !local::udp_datagram(&mut b, (src.addr, src.port), (dst.addr, dst.port), marker, payload) {
+            return self.drop_pkt(b, DropReason::InnerMalformed);
+        }
+        self.counters.ike_sent += 1;
+        let mtu = sh.route(dst.addr, &g).map_or(1500, |(i, _)| sh.ifs[i].mtu) as usize;
+        if b.len() <= mtu {
+            return self.route_out(&cx, b);
+        }
+        match FragmentsV4::new(b.data(), mtu) {
+            Ok(mut frags) => loop {
+                let Some(mut f) = self.pool.alloc() else {
+                    self.drops.inc(DropReason::NoBuffer);
+                    break;
+                };
+                match frags.next_into(&mut f) {
+                    Some(Ok(())) => self.route_out(&cx, f),
+                    _ => {
+                        self.pool.free(f);
+                        break;
+                    }
+                }
+            },
+            Err(_) => self.drops.inc(DropReason::TooBig),
+        }
+        self.pool.free(b);
     }
 
     /// Processes ESP packets other workers handed to this one (it owns their SAs).
@@ -975,7 +1014,7 @@ impl<P: BufPool> Worker<P> {
             let g = epoch::pin();
             self.retry_unresolved(&Cx { sh: &sh, g: &g, now });
         }
-        let interval = self.sh.settings.keepalive_interval * SEC;
+        let interval = self.sh.keepalive_secs.load(std::sync::atomic::Ordering::Relaxed) * SEC;
         if interval == 0 || !self.keepalive_duty || now < self.next_keepalive_scan {
             return;
         }

@@ -14,7 +14,8 @@ from scapy.layers.ipsec import ESP, SecurityAssociation
 args = json.loads(sys.argv[1])
 conf.verb = 0
 algo = {"aes128gcm16": ("AES-GCM", None), "aes128-sha1": ("AES-CBC", "HMAC-SHA1-96")}[args["proposal"]]
-to_gw = SecurityAssociation(ESP, spi=0x1001, crypt_algo=algo[0], crypt_key=bytes.fromhex(args["enc_in"]),
+# A client's sequence numbers never go back: each run continues where the test says.
+to_gw = SecurityAssociation(ESP, spi=0x1001, seq_num=args.get("seq", 1), crypt_algo=algo[0], crypt_key=bytes.fromhex(args["enc_in"]),
                             auth_algo=algo[1], auth_key=bytes.fromhex(args["int_in"]) if args["int_in"] else None,
                             tunnel_header=IP(src="198.51.100.7", dst="198.51.100.1"), nat_t_header=UDP(sport=4500, dport=4500))
 from_gw = SecurityAssociation(ESP, spi=0x2002, crypt_algo=algo[0], crypt_key=bytes.fromhex(args["enc_out"]),
