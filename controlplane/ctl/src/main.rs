@@ -40,6 +40,19 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Print the data plane's counters from its stats segment (/dev/shm/esprit-NAME-stats):
+    /// totals over worker lcores, and with --sa every SA's counters.
+    DataplaneStats {
+        /// The instance name (`control_ring` of the data plane's configuration).
+        #[arg(long, default_value = "default")]
+        instance: String,
+        /// Also list every SA.
+        #[arg(long)]
+        sa: bool,
+        /// Include counters that are zero.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,8 +61,58 @@ enum Encap {
     None,
 }
 
+fn dataplane_stats(instance: &str, sa: bool, all: bool) -> Result<(), String> {
+    let p = esprit_ring::shm_path(instance).map_err(|e| e.to_string())?;
+    let path = std::path::PathBuf::from(format!("{}-stats", p.display()));
+    let r = esprit_ring::StatsReader::open(&path)
+        .map_err(|e| format!("{e} (is esprit-dataplane running with control_ring = \"{instance}\"?)"))?;
+    println!(
+        "stats segment {} (epoch {}, {} blocks, writer {})",
+        path.display(),
+        r.epoch(),
+        r.lcores(),
+        if r.writer_alive() { "running" } else { "gone" }
+    );
+    for name in r.counter_names() {
+        let Some(id) = r.counter(name) else { continue };
+        let v = r.total(id);
+        if v != 0 || all {
+            println!("  {name:<32} {v}");
+        }
+    }
+    if sa {
+        let ids: Vec<_> = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped"]
+            .iter()
+            .map(|n| r.sa_counter(n))
+            .collect::<Option<Vec<_>>>()
+            .ok_or("the segment has no per-SA counters")?;
+        println!(
+            "  {:<12} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}",
+            "spi", "dir", "packets", "bytes", "auth_failed", "replay", "other"
+        );
+        // The control thread's block is the last one.
+        let block = r.lcores().saturating_sub(1);
+        for slot in 0..r.max_sa() as u32 {
+            let v: Vec<u64> = ids.iter().map(|&c| r.sa_get(block, slot, c)).collect();
+            if v[0] == 0 {
+                continue;
+            }
+            let dir = if v[1] == 0 { "in" } else { "out" };
+            println!("  {:<#12x} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}", v[0], dir, v[2], v[3], v[4], v[5], v[6]);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     match Cli::parse().cmd {
+        Cmd::DataplaneStats { instance, sa, all } => match dataplane_stats(&instance, sa, all) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("espritctl: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Mtu { proposal, encap, outer_mtu, ipv6, quiet } => {
             let layout = match layout_for_name(&proposal) {
                 Ok(l) => l,

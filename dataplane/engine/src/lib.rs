@@ -10,6 +10,7 @@ pub mod live;
 pub mod local;
 pub mod offline;
 pub mod shared;
+pub mod stats;
 pub mod tables;
 pub mod worker;
 

@@ -132,6 +132,15 @@ where
         None => None,
     };
     let punting = link.is_some();
+    // The stats segment goes with the rings: the control plane reads it.
+    let mut stats_writer = match &st.control_ring {
+        Some(instance) => Some(crate::stats::create(instance, cfg, n).map_err(LiveError::Ring)?),
+        None => None,
+    };
+    let mut worker_stats: Vec<Option<crate::stats::WorkerStats>> =
+        (0..n).map(|w| stats_writer.as_mut().and_then(|sw| crate::stats::WorkerStats::new(sw, w, cfg))).collect();
+    let mut sa_export =
+        stats_writer.as_mut().and_then(|sw| crate::stats::SaStatsExport::new(sw, n, crate::stats::MAX_SA_SLOTS));
     // IKE datagrams the control plane sends go out through worker 0.
     let (out_tx, out_rx) = bounded::<Outgoing>(1024);
     let (to_ctl, from_workers) = bounded::<ToControl>(1024);
@@ -146,6 +155,7 @@ where
             let (sh, stop, to_ctl, report, queues) =
                 (sh.clone(), stop.clone(), to_ctl.clone(), reports[w].clone(), queues.clone());
             let outgoing = (w == 0).then(|| out_rx.clone());
+            let wstats = worker_stats[w].take();
             let core = st.cores.get(w).copied();
             let init = &thread_init;
             std::thread::Builder::new()
@@ -157,7 +167,8 @@ where
                     let _guard = init(w);
                     let mut worker = Worker::new(sh, pool, w == 0).with_handoff(w as u32, queues);
                     worker.set_ike_listener(punting);
-                    worker_loop(worker, devs, &stop, &to_ctl, outgoing, &report, start);
+                    let links = WorkerLinks { stop: &stop, to_ctl, outgoing, stats: wstats, report: &report, start };
+                    worker_loop(worker, devs, links);
                 })
                 .map_err(LiveError::Thread)?;
         }
@@ -165,6 +176,7 @@ where
         control_loop(
             &mut control,
             link.as_mut(),
+            sa_export.as_mut(),
             &out_tx,
             &from_workers,
             &stop,
@@ -288,6 +300,7 @@ fn flush_events(control: &mut Control, link: Option<&mut Link>, events: &mut Vec
 fn control_loop(
     control: &mut Control,
     mut link: Option<&mut Link>,
+    mut sa_export: Option<&mut crate::stats::SaStatsExport>,
     out_tx: &Sender<Outgoing>,
     rx: &Receiver<ToControl>,
     stop: &AtomicBool,
@@ -323,6 +336,9 @@ fn control_loop(
         }
         if now >= next_tick {
             next_tick = now + 1_000_000_000;
+            if let Some(x) = sa_export.as_deref_mut() {
+                x.refresh(control.shared());
+            }
             let r = Report {
                 workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
                 events: events.clone(),
@@ -412,18 +428,25 @@ where
     now
 }
 
-fn worker_loop<D, P>(
-    worker: Worker<P>,
-    devs: Vec<D>,
-    stop: &AtomicBool,
-    to_ctl: &Sender<ToControl>,
+/// What a worker thread talks to besides its devices.
+struct WorkerLinks<'a> {
+    stop: &'a AtomicBool,
+    to_ctl: Sender<ToControl>,
+    /// Worker 0: datagrams the control plane sends.
     outgoing: Option<Receiver<Outgoing>>,
-    report: &Mutex<WorkerReport>,
+    /// Its block of the stats segment.
+    stats: Option<crate::stats::WorkerStats>,
+    report: &'a Mutex<WorkerReport>,
     start: Instant,
-) where
+}
+
+fn worker_loop<D, P>(worker: Worker<P>, devs: Vec<D>, links: WorkerLinks<'_>)
+where
     D: Device,
     P: BufPool<Buf = D::Buf>,
 {
+    let WorkerLinks { stop, to_ctl, outgoing, stats: mut wstats, report, start } = links;
+    let to_ctl = &to_ctl;
     let mut idle = 0u32;
     let mut next_report = 0;
     // Devices with a descriptor let an idle worker sleep in poll(2); poll-mode ones do not.
@@ -472,6 +495,9 @@ fn worker_loop<D, P>(
         if now >= next_report {
             next_report = now + 200_000_000;
             publish(&p.worker, report, p.tx_full);
+            if let Some(ws) = wstats.as_mut() {
+                ws.publish(&p.worker);
+            }
         }
         if busy {
             idle = 0;
@@ -487,6 +513,9 @@ fn worker_loop<D, P>(
         }
     }
     publish(&p.worker, report, p.tx_full);
+    if let Some(ws) = wstats.as_mut() {
+        ws.publish(&p.worker);
+    }
     let _ = to_ctl.try_send(ToControl::Requests(std::mem::take(&mut p.worker.requests)));
     let _ = to_ctl.try_send(ToControl::Events(std::mem::take(&mut p.worker.events)));
 }

@@ -79,6 +79,39 @@ pub struct Counters {
     pub ike_sent: u64,
 }
 
+impl Counters {
+    /// Every counter with its stable name (for the stats segment and Prometheus).
+    pub fn fields(&self) -> [(&'static str, u64); 25] {
+        [
+            ("esp_decrypted", self.esp_decrypted),
+            ("esp_encrypted", self.esp_encrypted),
+            ("ike_punted", self.ike_punted),
+            ("ike_sent", self.ike_sent),
+            ("natt_keepalives_rx", self.keepalives_rx),
+            ("natt_keepalives_tx", self.keepalives_tx),
+            ("icmp_frag_needed_tx", self.icmp_frag_needed_tx),
+            ("icmp_packet_too_big_tx", self.icmp_packet_too_big_tx),
+            ("icmp_time_exceeded_tx", self.icmp_time_exceeded_tx),
+            ("icmp_echo_replies_tx", self.icmp_echo_replies_tx),
+            ("pmtu_icmp_rx", self.pmtu_icmp_rx),
+            ("pmtu_updates", self.pmtu_updates),
+            ("inner_fragmented", self.inner_fragmented),
+            ("inner_fragments_out", self.fragments_out),
+            ("outer_fragments_in", self.fragments_held),
+            ("outer_reassembled", self.reassembled),
+            ("mss_clamped", self.mss_clamped),
+            ("arp_rx", self.arp_rx),
+            ("arp_replies_tx", self.arp_replies_tx),
+            ("arp_requests_tx", self.arp_requests_tx),
+            ("nd_rx", self.nd_rx),
+            ("nd_adverts_tx", self.nd_adverts_tx),
+            ("nd_solicits_tx", self.nd_solicits_tx),
+            ("nat_mapping_changes", self.nat_mapping_changes),
+            ("handed_off", self.handed_off),
+        ]
+    }
+}
+
 /// An IKE datagram for the control plane.
 #[derive(Debug)]
 pub struct Punted<B> {

@@ -25,6 +25,21 @@ def ringctl():
     return str(ROOT / "target" / "release" / "examples" / "ringctl")
 
 
+def espritctl():
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "espritctl"], cwd=ROOT, check=True)
+    return str(ROOT / "target" / "release" / "espritctl")
+
+
+def counters(ctl, name):
+    out = subprocess.run([ctl, "dataplane-stats", "--instance", name, "--sa"], capture_output=True, text=True, check=True).stdout
+    vals = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            vals[parts[0]] = int(parts[1])
+    return vals, out
+
+
 SEQ = [1]
 
 
@@ -67,6 +82,18 @@ def test_control_plane_over_the_ring(dataplane_bin, tmp_path):
         serve = subprocess.Popen([ctl, "serve", name, str(tmp_path / "sas.toml"), "30"], stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         assert ping(lab) >= 19
+
+        # The stats segment moves with the traffic, read by another process.
+        ectl = espritctl()
+        time.sleep(1.2)
+        vals, out = counters(ectl, name)
+        assert vals.get("esp_decrypted", 0) >= 19 and vals.get("esp_encrypted", 0) >= 19, out
+        assert vals.get("if.outside.rx_packets", 0) >= 19, out
+        assert "0x1001" in out and "0x2002" in out, "per-SA rows: " + out
+        before = vals["esp_decrypted"]
+        assert ping(lab, 10) >= 9
+        time.sleep(1.2)
+        assert counters(ectl, name)[0]["esp_decrypted"] >= before + 9
 
         # IKE from the client is punted, with and without the non-ESP marker.
         lab.ex(lab.ns["client"], "/usr/bin/python3 -c \"from scapy.all import *; conf.verb=0; "
