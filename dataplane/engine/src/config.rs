@@ -329,6 +329,9 @@ struct RawSa {
     hard_packets: Option<u64>,
     soft_bytes: Option<u64>,
     hard_bytes: Option<u64>,
+    soft_seconds: Option<u32>,
+    hard_seconds: Option<u32>,
+    idle_seconds: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -851,6 +854,9 @@ fn sa(c: &mut Ctx<'_>, r: &RawSa, outside: &[IpAddr]) -> Option<SaConfig> {
                 hard_bytes: r.hard_bytes.unwrap_or(d.hard_bytes),
                 soft_packets: r.soft_packets.unwrap_or(d.soft_packets),
                 hard_packets: r.hard_packets.unwrap_or(d.hard_packets),
+                soft_secs: r.soft_seconds.unwrap_or(0),
+                hard_secs: r.hard_seconds.unwrap_or(0),
+                idle_secs: r.idle_seconds.unwrap_or(0),
             },
         },
     })

@@ -14,6 +14,7 @@ use crate::worker::Worker;
 pub struct Engine<P: BufPool> {
     control: Control,
     worker: Worker<P>,
+    next_sweep: u64,
 }
 
 impl<P: BufPool> std::fmt::Debug for Engine<P> {
@@ -25,23 +26,28 @@ impl<P: BufPool> std::fmt::Debug for Engine<P> {
 impl<P: BufPool> Engine<P> {
     pub fn new(cfg: &Config, pool: P) -> Result<Self, EngineError> {
         let (control, sh) = Control::new(cfg, Limits::default())?;
-        Ok(Engine { control, worker: Worker::new(sh, pool, true) })
+        Ok(Engine { control, worker: Worker::new(sh, pool, true), next_sweep: 0 })
     }
 
     /// Processes frames received on interface `ifidx`, then applies what they taught.
     pub fn rx(&mut self, ifidx: usize, frames: impl IntoIterator<Item = P::Buf>, now: u64) {
         self.worker.rx(ifidx, frames, now);
-        self.settle();
+        self.settle(now);
     }
 
     /// Runs the timers.
     pub fn poll(&mut self, now: u64) {
         self.worker.poll(now);
-        self.settle();
+        self.settle(now);
     }
 
-    fn settle(&mut self) {
+    fn settle(&mut self, now: u64) {
         self.control.apply(self.worker.requests.drain(..));
+        if now >= self.next_sweep {
+            // SA time lifetimes and idle spells, once a second of the packets' clock.
+            self.control.sweep(now);
+            self.next_sweep = now.saturating_add(1_000_000_000);
+        }
         self.worker.events.append(&mut self.control.events);
         self.worker.counters.nat_mapping_changes = self.control.nat_mapping_changes;
     }

@@ -282,6 +282,8 @@ impl Link {
                 (spi_in, Direction::In, SaEventKind::NatMappingChanged { endpoint: new })
             }
             Event::SoftLifetime { spi, direction } => (spi, direction, SaEventKind::SoftLifetime),
+            Event::HardLifetime { spi, direction } => (spi, direction, SaEventKind::HardLifetime),
+            Event::Idle { spi, direction, seconds } => (spi, direction, SaEventKind::Idle { seconds }),
             Event::SeqNearExhaustion { spi } => (spi, Direction::Out, SaEventKind::SeqNearExhaustion),
             // Path MTUs are the data plane's own business.
             Event::PmtuLearned { .. } => return,

@@ -322,6 +322,7 @@ fn control_loop(
         while let Ok(m) = rx.try_recv() {
             handle(control, link.as_deref_mut(), m, events);
         }
+        control.set_now(now_ns(start));
         if let Some(l) = link.as_deref_mut() {
             l.poll(control, 4096, |o| {
                 // Worker 0's queue full: the IKE retransmission will try again.
@@ -336,6 +337,7 @@ fn control_loop(
         }
         if now >= next_tick {
             next_tick = now + 1_000_000_000;
+            control.sweep(now);
             if let Some(x) = sa_export.as_deref_mut() {
                 x.refresh(control.shared());
             }

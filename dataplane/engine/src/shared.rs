@@ -107,8 +107,12 @@ pub enum Event {
     /// An authenticated packet came from a new NAT mapping; the SAs now follow it
     /// (RFC 7296 §2.23).
     NatMappingChanged { spi_in: u32, old: Endpoint, new: Endpoint },
-    /// A soft volume lifetime was crossed: time to rekey.
+    /// A soft lifetime (volume or time) was crossed: time to rekey.
     SoftLifetime { spi: u32, direction: Direction },
+    /// A hard lifetime (volume or time) was reached: the SA passes no more traffic.
+    HardLifetime { spi: u32, direction: Direction },
+    /// No packet on the SA for `seconds` (at least its idle threshold).
+    Idle { spi: u32, direction: Direction, seconds: u32 },
     /// A path MTU was learned for an outbound SA.
     PmtuLearned { spi: u32, mtu: u32 },
     /// Fewer than 2^16 sequence numbers are left on an outbound SA: rekey now.
@@ -135,9 +139,11 @@ pub struct Control {
     policies: PolicyWriter,
     neighbors: TableWriter<IpAddr, Neighbor>,
     routes: Routes,
-    /// Events from changes the writer made (NAT mapping follows).
+    /// Events from changes the writer made (NAT mapping follows, time lifetimes).
     pub events: Vec<Event>,
     pub nat_mapping_changes: u64,
+    /// The clock as of the last [`sweep`](Self::sweep); new SAs' time lifetimes start here.
+    now: u64,
 }
 
 impl std::fmt::Debug for Control {
@@ -206,6 +212,7 @@ impl Control {
             routes,
             events: Vec::new(),
             nat_mapping_changes: 0,
+            now: 0,
         };
         let g = epoch::pin();
         for n in &cfg.neighbors {
@@ -243,10 +250,12 @@ impl Control {
         match dir {
             Direction::In => {
                 let sa = InboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                sa.clock.start(self.now);
                 self.sa_in.insert(spi, sa, g).map_err(|source| EngineError::Full { what: "inbound SA table", source })
             }
             Direction::Out => {
                 let sa = OutboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
+                sa.clock.start(self.now);
                 self.sa_out.insert(spi, sa, g).map_err(|source| EngineError::Full { what: "outbound SA table", source })
             }
         }
@@ -347,6 +356,39 @@ impl Control {
         });
         self.nat_mapping_changes += 1;
         self.events.push(Event::NatMappingChanged { spi_in, old, new });
+    }
+
+    /// Sets the writer's clock (new SAs' time lifetimes start from it). The SAs of the
+    /// configuration, installed before the clock was first set, start at its first reading.
+    pub fn set_now(&mut self, now: u64) {
+        if self.now == 0 && now != 0 {
+            let g = epoch::pin();
+            self.sh.sa_in.for_each(&g, |_, sa| sa.clock.start(now));
+            self.sh.sa_out.for_each(&g, |_, sa| sa.clock.start(now));
+        }
+        self.now = now;
+    }
+
+    /// Checks every SA's time lifetimes and idle threshold (call about once a second): SAs
+    /// past their hard time stop passing traffic; the findings become [`Event`]s.
+    pub fn sweep(&mut self, now: u64) {
+        self.set_now(now);
+        let g = epoch::pin();
+        let mut found = Vec::new();
+        let mut note = |spi: u32, direction: Direction, s: esprit_esp::sa::Sweep| {
+            if s.soft_expired {
+                found.push(Event::SoftLifetime { spi, direction });
+            }
+            if s.hard_expired {
+                found.push(Event::HardLifetime { spi, direction });
+            }
+            if let Some(seconds) = s.idle_secs {
+                found.push(Event::Idle { spi, direction, seconds });
+            }
+        };
+        self.sh.sa_in.for_each(&g, |spi, sa| note(*spi, Direction::In, sa.sweep(now)));
+        self.sh.sa_out.for_each(&g, |spi, sa| note(*spi, Direction::Out, sa.sweep(now)));
+        self.events.extend(found);
     }
 
     /// Forgets expired dynamic neighbors (call every few seconds).

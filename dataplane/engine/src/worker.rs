@@ -753,6 +753,9 @@ impl<P: BufPool> Worker<P> {
         if sum.soft_expired {
             self.events.push(Event::SoftLifetime { spi, direction: Direction::In });
         }
+        if sum.hard_expired {
+            self.events.push(Event::HardLifetime { spi, direction: Direction::In });
+        }
         let mut moved = None;
         for ((b, m), r) in bufs.into_iter().zip(metas).zip(res) {
             match r {
@@ -1020,6 +1023,9 @@ impl<P: BufPool> Worker<P> {
         let sum = sa.encap_burst(&mut bufs, &mut res[..n], cx.now);
         if sum.soft_expired {
             self.events.push(Event::SoftLifetime { spi, direction: Direction::Out });
+        }
+        if sum.hard_expired {
+            self.events.push(Event::HardLifetime { spi, direction: Direction::Out });
         }
         if before >= SEQ_LOW_WATER && sa.seq_remaining() < SEQ_LOW_WATER {
             self.events.push(Event::SeqNearExhaustion { spi });

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use esprit_engine::config::{self, Config};
+use esprit_engine::config::{self, Config, Direction};
 use esprit_engine::Event;
 use esprit_engine::{Engine, HeapPool};
 use esprit_esp::crypto::default_provider;
@@ -480,4 +480,38 @@ fn packets_for_an_sa_owned_elsewhere_are_handed_off() {
     assert_eq!(control.nat_mapping_changes, 1, "the owner saw the new mapping on an authentic packet");
     let lan: Vec<_> = w0.tx_queue(1).drain(..).collect();
     assert_eq!(lan.len(), 2);
+}
+
+#[test]
+fn time_lifetimes_and_idle_spells_raise_events_and_stop_the_sa() {
+    let toml = config_toml("").replace(
+        "remote_ts = [\"10.9.0.2/32\"]",
+        "remote_ts = [\"10.9.0.2/32\"]\nsoft_seconds = 30\nhard_seconds = 60\nidle_seconds = 10",
+    );
+    let cfg = config::parse("test.toml", &toml).unwrap_or_else(|e| panic!("{e}"));
+    let c = client(&cfg);
+    let mut e = engine(&cfg);
+    let t0 = 1_700_000_000 * SEC; // a capture's wall clock: lifetimes start at the first packet
+    let req = |n: u8| udp4("10.9.0.2", "10.1.0.5", 5000, 7, &[n; 20], true, 64);
+    e.rx(0, [from_client(&c, &req(0), 34567)], t0);
+    assert_eq!(take(&mut e, "lan").len(), 1);
+    let events = |e: &mut Engine<HeapPool>| -> Vec<Event> { e.events.drain(..).collect() };
+    assert_eq!(events(&mut e), []);
+    e.poll(t0 + 9 * SEC);
+    assert_eq!(events(&mut e), []);
+    e.poll(t0 + 10 * SEC);
+    assert_eq!(events(&mut e), [Event::Idle { spi: 0x1001, direction: Direction::In, seconds: 10 }]);
+    e.rx(0, [from_client(&c, &req(1), 34567)], t0 + 29 * SEC);
+    assert_eq!(take(&mut e, "lan").len(), 1);
+    e.poll(t0 + 30 * SEC);
+    assert_eq!(events(&mut e), [Event::SoftLifetime { spi: 0x1001, direction: Direction::In }]);
+    e.poll(t0 + 40 * SEC);
+    assert_eq!(events(&mut e), [Event::Idle { spi: 0x1001, direction: Direction::In, seconds: 11 }]);
+    e.poll(t0 + 60 * SEC);
+    assert_eq!(events(&mut e), [Event::HardLifetime { spi: 0x1001, direction: Direction::In }]);
+    e.rx(0, [from_client(&c, &req(2), 34567)], t0 + 61 * SEC);
+    assert_eq!(take(&mut e, "lan").len(), 0, "an SA past its hard lifetime passes nothing");
+    assert_eq!(e.drops.get(DropReason::SaExpired), 1);
+    e.poll(t0 + 120 * SEC);
+    assert_eq!(events(&mut e), [], "each is reported once");
 }

@@ -11,7 +11,7 @@
 //! Buffers grow and shrink in place ([`PacketBuf`]); nothing is copied or allocated.
 
 use core::net::IpAddr;
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering::*};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
 
 use arrayvec::ArrayVec;
 use esprit_wire::esp::Trailer;
@@ -58,18 +58,37 @@ pub enum DfMode {
     Clear,
 }
 
-/// Volume lifetimes (RFC 4301 §4.4.2.1); time lifetimes are the control plane's to enforce.
+/// SA lifetimes (RFC 4301 §4.4.2.1) and the idle report threshold.
+///
+/// Volume limits are checked per burst by the SA itself (`u64::MAX`: none), so the last
+/// burst before a hard limit may overshoot it by less than one burst per lcore. Time limits
+/// count from installation in seconds (0: none); they and the idle threshold are swept by
+/// the tables' writer, which [`expire`](OutboundSa::expire)s an SA past its hard time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime {
     pub soft_bytes: u64,
     pub hard_bytes: u64,
     pub soft_packets: u64,
     pub hard_packets: u64,
+    /// Seconds after installation to ask for a rekey (0: never).
+    pub soft_secs: u32,
+    /// Seconds after installation the SA stops passing traffic (0: never).
+    pub hard_secs: u32,
+    /// Report the SA idle after this many seconds without a packet (0: never).
+    pub idle_secs: u32,
 }
 
 impl Default for Lifetime {
     fn default() -> Self {
-        Lifetime { soft_bytes: u64::MAX, hard_bytes: u64::MAX, soft_packets: u64::MAX, hard_packets: u64::MAX }
+        Lifetime {
+            soft_bytes: u64::MAX,
+            hard_bytes: u64::MAX,
+            soft_packets: u64::MAX,
+            hard_packets: u64::MAX,
+            soft_secs: 0,
+            hard_secs: 0,
+            idle_secs: 0,
+        }
     }
 }
 
@@ -188,24 +207,105 @@ pub struct SaStats {
     pub other_drops: AtomicU64,
     /// Time (ns, caller's clock) of the last packet.
     pub last_used: AtomicU64,
+    /// Set by the tables' writer when the hard time lifetime ran out.
+    expired: AtomicBool,
 }
 
 impl SaStats {
-    /// Adds a burst; true if it crossed a soft volume lifetime.
-    fn account(&self, l: &Lifetime, sum: &BurstSummary, now: u64) -> bool {
+    /// Adds a burst to the counters and notes in `sum` which volume lifetimes it crossed
+    /// (each is crossed by exactly one burst, however many lcores send).
+    fn account(&self, l: &Lifetime, sum: &mut BurstSummary, now: u64) {
         if sum.ok == 0 {
-            return false;
+            return;
         }
         let p0 = self.packets.fetch_add(sum.ok as u64, Relaxed);
         let b0 = self.bytes.fetch_add(sum.bytes, Relaxed);
         self.last_used.store(now, Relaxed);
         let (p1, b1) = (p0 + sum.ok as u64, b0 + sum.bytes);
-        (p0 < l.soft_packets && p1 >= l.soft_packets) || (b0 < l.soft_bytes && b1 >= l.soft_bytes)
+        let crossed = |before: u64, after: u64, limit: u64| before < limit && after >= limit;
+        sum.soft_expired = crossed(p0, p1, l.soft_packets) || crossed(b0, b1, l.soft_bytes);
+        sum.hard_expired = crossed(p0, p1, l.hard_packets) || crossed(b0, b1, l.hard_bytes);
     }
 
-    /// True once a hard volume lifetime is reached.
+    /// Stops the SA for good (its hard time lifetime ran out); later bursts are dropped as
+    /// `sa_expired`.
+    pub fn expire(&self) {
+        self.expired.store(true, Relaxed);
+    }
+
+    /// True once a hard lifetime is reached.
     fn hard_expired(&self, l: &Lifetime) -> bool {
-        self.packets.load(Relaxed) >= l.hard_packets || self.bytes.load(Relaxed) >= l.hard_bytes
+        self.packets.load(Relaxed) >= l.hard_packets
+            || self.bytes.load(Relaxed) >= l.hard_bytes
+            || self.expired.load(Relaxed)
+    }
+}
+
+/// The time side of an SA's lifetimes, kept by the tables' single writer (never by workers).
+#[derive(Debug, Default)]
+pub struct SaClock {
+    /// When the SA was installed (ns, caller's clock).
+    installed: AtomicU64,
+    /// Which time events were raised already.
+    raised: AtomicU8,
+    /// The `last_used` value (or installation time) already reported idle.
+    idle_reported: AtomicU64,
+}
+
+/// What a [`sweep`](OutboundSa::sweep) found: each is reported once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// The soft time lifetime ran out: rekey.
+    pub soft_expired: bool,
+    /// The hard time lifetime ran out: the SA now passes nothing.
+    pub hard_expired: bool,
+    /// No packet for this many seconds (at least the SA's idle threshold).
+    pub idle_secs: Option<u32>,
+}
+
+const SOFT_RAISED: u8 = 1;
+const HARD_RAISED: u8 = 2;
+const NS: u64 = 1_000_000_000;
+
+impl SaClock {
+    /// Starts the SA's time lifetimes at `now`.
+    pub fn start(&self, now: u64) {
+        self.installed.store(now, Relaxed);
+        self.idle_reported.store(0, Relaxed);
+        self.raised.store(0, Relaxed);
+    }
+
+    /// Seconds since installation.
+    pub fn age_secs(&self, now: u64) -> u64 {
+        now.saturating_sub(self.installed.load(Relaxed)) / NS
+    }
+
+    fn sweep(&self, l: &Lifetime, stats: &SaStats, now: u64) -> Sweep {
+        let installed = self.installed.load(Relaxed);
+        let age = now.saturating_sub(installed);
+        let raised = self.raised.load(Relaxed);
+        let mut r = Sweep::default();
+        let due = |secs: u32| secs != 0 && age >= secs as u64 * NS;
+        if due(l.soft_secs) && raised & SOFT_RAISED == 0 {
+            r.soft_expired = true;
+        }
+        if due(l.hard_secs) && raised & HARD_RAISED == 0 {
+            r.hard_expired = !stats.hard_expired(l); // a volume limit already stopped it
+            stats.expire();
+            self.raised.fetch_or(HARD_RAISED, Relaxed);
+        }
+        if r.soft_expired {
+            self.raised.fetch_or(SOFT_RAISED, Relaxed);
+        }
+        if l.idle_secs != 0 {
+            let last = stats.last_used.load(Relaxed).max(installed);
+            let idle = now.saturating_sub(last);
+            if idle >= l.idle_secs as u64 * NS && self.idle_reported.load(Relaxed) != last {
+                self.idle_reported.store(last, Relaxed);
+                r.idle_secs = Some((idle / NS).min(u32::MAX as u64) as u32);
+            }
+        }
+        r
     }
 }
 
@@ -252,6 +352,8 @@ pub struct BurstSummary {
     pub bytes: u64,
     /// A soft volume lifetime was crossed during this burst (raise a rekey event).
     pub soft_expired: bool,
+    /// A hard volume lifetime was reached during this burst: the SA passes no more traffic.
+    pub hard_expired: bool,
 }
 
 /// The outer IP (+UDP) header of an SA, written in front of each packet of a burst.
@@ -362,6 +464,7 @@ pub struct OutboundSa {
     df: DfMode,
     pub pmtu: PathMtu,
     pub stats: SaStats,
+    pub clock: SaClock,
     lifetime: Lifetime,
     params: SaParams,
 }
@@ -383,6 +486,7 @@ impl OutboundSa {
             df: params.df,
             pmtu: PathMtu::default(),
             stats: SaStats::default(),
+            clock: SaClock::default(),
             lifetime: params.lifetime,
             params,
         })
@@ -415,6 +519,16 @@ impl OutboundSa {
     pub fn is_udp_encap(&self) -> bool {
         self.encap.is_some()
     }
+    /// Checks the time lifetimes and the idle threshold at `now` (tables' writer only, about
+    /// once a second): an SA past its hard time is stopped.
+    pub fn sweep(&self, now: u64) -> Sweep {
+        self.clock.sweep(&self.lifetime, &self.stats, now)
+    }
+    /// True once a hard lifetime (volume or time) stopped the SA.
+    pub fn is_expired(&self) -> bool {
+        self.stats.hard_expired(&self.lifetime)
+    }
+
     /// Sequence numbers used so far.
     pub fn seq_used(&self) -> u64 {
         self.seq.load(Relaxed).min(self.seq_limit)
@@ -454,7 +568,7 @@ impl OutboundSa {
         for (p, o) in pkts.chunks_mut(MAX_BURST).zip(out.chunks_mut(MAX_BURST)) {
             self.encap_chunk(p, o, &mut sum);
         }
-        sum.soft_expired = self.stats.account(&self.lifetime, &sum, now);
+        self.stats.account(&self.lifetime, &mut sum, now);
         sum
     }
 
@@ -576,6 +690,7 @@ pub struct InboundSa {
     local_ts: Vec<TrafficSelector>,
     remote_ts: Vec<TrafficSelector>,
     pub stats: SaStats,
+    pub clock: SaClock,
     lifetime: Lifetime,
     params: SaParams,
     /// The worker that processes this SA's packets (the replay window's single writer);
@@ -597,6 +712,7 @@ impl InboundSa {
             local_ts: params.local_ts.clone(),
             remote_ts: params.remote_ts.clone(),
             stats: SaStats::default(),
+            clock: SaClock::default(),
             lifetime: params.lifetime,
             params,
             owner: AtomicU32::new(u32::MAX),
@@ -633,6 +749,15 @@ impl InboundSa {
     pub fn is_udp_encap(&self) -> bool {
         self.encap
     }
+    /// Checks the time lifetimes and the idle threshold at `now` (tables' writer only, about
+    /// once a second): an SA past its hard time is stopped.
+    pub fn sweep(&self, now: u64) -> Sweep {
+        self.clock.sweep(&self.lifetime, &self.stats, now)
+    }
+    /// True once a hard lifetime (volume or time) stopped the SA.
+    pub fn is_expired(&self) -> bool {
+        self.stats.hard_expired(&self.lifetime)
+    }
 
     /// Verifies, decrypts and strips every packet of `pkts`, which all carry this SA's SPI:
     /// on success the buffer holds the inner IP packet. `out[i]` gets each verdict.
@@ -651,7 +776,7 @@ impl InboundSa {
         for ((p, m), o) in pkts.chunks_mut(MAX_BURST).zip(meta.chunks(MAX_BURST)).zip(out.chunks_mut(MAX_BURST)) {
             self.decap_chunk(p, m, o, &mut sum);
         }
-        sum.soft_expired = self.stats.account(&self.lifetime, &sum, now);
+        self.stats.account(&self.lifetime, &mut sum, now);
         sum
     }
 

@@ -322,18 +322,39 @@ fn volume_lifetimes() {
     let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0001);
     p.lifetime = Lifetime { soft_packets: 3, hard_packets: 5, ..Lifetime::default() };
     let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
-    let mut soft_seen = 0;
+    let (mut soft_seen, mut hard_seen) = (Vec::new(), Vec::new());
     let mut results = Vec::new();
     for i in 0..7u8 {
         let mut b = [HeapBuf::from_slice(&inner(false, 60, i))];
         let mut r = [Err(DropReason::NoBuffer)];
         let s = tx.encap_burst(&mut b, &mut r, 1);
-        soft_seen += s.soft_expired as u32;
+        if s.soft_expired {
+            soft_seen.push(i);
+        }
+        if s.hard_expired {
+            hard_seen.push(i);
+        }
         results.push(r[0]);
     }
-    assert_eq!(soft_seen, 1, "the soft limit is reported once");
+    assert_eq!(soft_seen, [2], "the soft limit is reported once, by the burst that crossed it");
+    assert_eq!(hard_seen, [4], "so is the hard limit");
     assert!(results[..5].iter().all(|r| r.is_ok()));
     assert_eq!(results[5], Err(DropReason::SaExpired));
+}
+
+#[test]
+fn expired_by_time_passes_nothing() {
+    let p = params(Transform::Aes128Gcm16, false, true, 0xb000_0002);
+    let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
+    let mut b = [HeapBuf::from_slice(&inner(false, 60, 0))];
+    let mut r = [Err(DropReason::NoBuffer)];
+    tx.encap_burst(&mut b, &mut r, 1);
+    assert!(r[0].is_ok());
+    tx.stats.expire();
+    let mut b = [HeapBuf::from_slice(&inner(false, 60, 1))];
+    tx.encap_burst(&mut b, &mut r, 2);
+    assert_eq!(r[0], Err(DropReason::SaExpired));
+    assert_eq!(tx.seq_used(), 1, "no sequence number is spent on a refused packet");
 }
 
 #[test]
@@ -415,4 +436,31 @@ proptest::proptest! {
         let rx2 = gw_in(&p);
         proptest::prop_assert!(open(&rx2, &bad).0.is_err(), "{t}: flip at {at} accepted");
     }
+}
+
+#[test]
+fn time_lifetimes_and_idle_are_swept_once() {
+    const S: u64 = 1_000_000_000;
+    let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0003);
+    p.lifetime = Lifetime { soft_secs: 10, hard_secs: 20, idle_secs: 5, ..Lifetime::default() };
+    let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
+    tx.clock.start(100 * S);
+    assert_eq!(tx.sweep(101 * S), esprit_esp::sa::Sweep::default());
+    // Traffic at 103 s: idle from then on.
+    let mut r = [Err(DropReason::NoBuffer)];
+    tx.encap_burst(&mut [HeapBuf::from_slice(&inner(false, 60, 0))], &mut r, 103 * S);
+    assert!(r[0].is_ok());
+    assert_eq!(tx.sweep(107 * S).idle_secs, None);
+    assert_eq!(tx.sweep(108 * S).idle_secs, Some(5));
+    assert_eq!(tx.sweep(109 * S).idle_secs, None, "idle is reported once per quiet spell");
+    let s = tx.sweep(110 * S);
+    assert!(s.soft_expired && !s.hard_expired);
+    assert!(!tx.sweep(111 * S).soft_expired, "soft is reported once");
+    assert!(!tx.is_expired());
+    let s = tx.sweep(120 * S);
+    assert!(s.hard_expired && !s.soft_expired);
+    assert!(tx.is_expired());
+    assert!(!tx.sweep(121 * S).hard_expired, "hard is reported once");
+    tx.encap_burst(&mut [HeapBuf::from_slice(&inner(false, 60, 1))], &mut r, 121 * S);
+    assert_eq!(r[0], Err(DropReason::SaExpired));
 }

@@ -406,6 +406,9 @@ impl<'a> Rd<'a> {
                 hard_bytes: self.u64("lifetime")?,
                 soft_packets: self.u64("lifetime")?,
                 hard_packets: self.u64("lifetime")?,
+                soft_secs: self.u32("lifetime")?,
+                hard_secs: self.u32("lifetime")?,
+                idle_secs: self.u32("lifetime")?,
             },
             initial_seq: self.u64("initial_seq")?,
         })
@@ -627,6 +630,9 @@ impl Wr<'_> {
         self.u64(l.hard_bytes);
         self.u64(l.soft_packets);
         self.u64(l.hard_packets);
+        self.u32(l.soft_secs);
+        self.u32(l.hard_secs);
+        self.u32(l.idle_secs);
         self.u64(a.initial_seq);
         Ok(())
     }

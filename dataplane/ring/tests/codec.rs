@@ -49,6 +49,9 @@ fn add_sa(t: Transform) -> AddSa {
             hard_bytes: 1 << 31,
             soft_packets: 1_000_000,
             hard_packets: 2_000_000,
+            soft_secs: 3300,
+            hard_secs: 3600,
+            idle_secs: 300,
         },
         initial_seq: 77,
     }
@@ -147,11 +150,17 @@ fn samples() -> Vec<Message> {
     v
 }
 
+/// Also writes the fuzzer's seeds when asked:
+/// `ESPRIT_RING_CORPUS=$PWD/fuzz/corpus/ring_decode cargo test -p esprit-ring --test codec`.
 #[test]
 fn every_kind_round_trips() {
     let mut seen = HashSet::new();
-    for m in samples() {
+    let corpus = std::env::var_os("ESPRIT_RING_CORPUS").map(std::path::PathBuf::from);
+    for (i, m) in samples().into_iter().enumerate() {
         let b = m.encode().unwrap();
+        if let Some(dir) = &corpus {
+            std::fs::write(dir.join(format!("{}-{i}", m.kind())), &b).unwrap();
+        }
         assert_eq!(u16::from_le_bytes([b[0], b[1]]), m.kind().tag());
         assert_eq!(decode(&b).unwrap(), m, "{:?}", m.kind());
         seen.insert(m.kind());
@@ -370,30 +379,40 @@ fn arb_add_sa() -> impl Strategy<Value = AddSa> {
     (
         (any::<u64>(), arb_dir(), any::<u32>(), 0..Transform::ALL.len()),
         (arb_addr(), arb_addr(), proptest::option::of(any::<(u16, u16)>())),
-        (any::<bool>(), any::<u32>(), any::<u64>(), any::<[u64; 4]>()),
+        (any::<bool>(), any::<u32>(), any::<u64>(), any::<[u64; 4]>(), any::<[u32; 3]>()),
         (proptest::collection::vec(arb_ts(), 0..4), proptest::collection::vec(arb_ts(), 0..4), 0..3u8, any::<u8>()),
     )
-        .prop_map(|((cookie, direction, spi, t), (local, remote, encap), (esn, rw, seq, l), (lt, rt, df, k))| {
-            let t = Transform::ALL[t];
-            AddSa {
-                cookie,
-                direction,
-                spi,
-                transform: t,
-                enc_key: KeyBytes::new(&vec![k; t.enc_key_len()]),
-                int_key: KeyBytes::new(&vec![!k; t.int_key_len()]),
-                local,
-                remote,
-                encap: encap.map(|(a, b)| UdpEncap { local_port: a, remote_port: b }),
-                esn,
-                replay_window: rw,
-                local_ts: lt,
-                remote_ts: rt,
-                df: [DfMode::Copy, DfMode::Set, DfMode::Clear][df as usize],
-                lifetime: Lifetime { soft_bytes: l[0], hard_bytes: l[1], soft_packets: l[2], hard_packets: l[3] },
-                initial_seq: seq,
-            }
-        })
+        .prop_map(
+            |((cookie, direction, spi, t), (local, remote, encap), (esn, rw, seq, l, t3), (lt, rt, df, k))| {
+                let t = Transform::ALL[t];
+                AddSa {
+                    cookie,
+                    direction,
+                    spi,
+                    transform: t,
+                    enc_key: KeyBytes::new(&vec![k; t.enc_key_len()]),
+                    int_key: KeyBytes::new(&vec![!k; t.int_key_len()]),
+                    local,
+                    remote,
+                    encap: encap.map(|(a, b)| UdpEncap { local_port: a, remote_port: b }),
+                    esn,
+                    replay_window: rw,
+                    local_ts: lt,
+                    remote_ts: rt,
+                    df: [DfMode::Copy, DfMode::Set, DfMode::Clear][df as usize],
+                    lifetime: Lifetime {
+                        soft_bytes: l[0],
+                        hard_bytes: l[1],
+                        soft_packets: l[2],
+                        hard_packets: l[3],
+                        soft_secs: t3[0],
+                        hard_secs: t3[1],
+                        idle_secs: t3[2],
+                    },
+                    initial_seq: seq,
+                }
+            },
+        )
 }
 
 fn arb_subject() -> impl Strategy<Value = Subject> {

@@ -5,7 +5,10 @@ module creates and removes."""
 import os
 import signal
 import subprocess
+import tempfile
 import time
+
+NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
 
 
 def sh(cmd, check=True, **kw):
@@ -120,11 +123,53 @@ sa = 0x2002
 """
 
 
-def devices(driver, workers=1):
+def meminfo(key):
+    for line in open("/proc/meminfo"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+class Hugepages:
+    """2 MiB hugepages reserved for one test and a hugetlbfs of its own to hold them: the
+    pool grows by `pages` and shrinks back, the mount goes away, whatever happens."""
+
+    def __init__(self, pages=320):
+        self.before = int(open(NR_HUGEPAGES).read())
+        self.dir = tempfile.mkdtemp(prefix="esprit-huge-")
+        self.mounted = False
+        try:
+            with open(NR_HUGEPAGES, "w") as f:
+                f.write(str(self.before + pages))
+            if meminfo("HugePages_Free") < pages:
+                raise RuntimeError(f"could not reserve {pages} hugepages: only {meminfo('HugePages_Free')} free "
+                                   "(memory too fragmented? try `echo 3 > /proc/sys/vm/drop_caches`)")
+            sh(f"mount -t hugetlbfs -o pagesize=2M nodev {self.dir}")
+            self.mounted = True
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def in_use(self):
+        return meminfo("HugePages_Total") - meminfo("HugePages_Free")
+
+    def cleanup(self):
+        if self.mounted:
+            sh(f"umount {self.dir}", check=False)
+            self.mounted = False
+        if os.path.isdir(self.dir):
+            os.rmdir(self.dir)
+        with open(NR_HUGEPAGES, "w") as f:
+            f.write(str(self.before))
+
+
+def devices(driver, workers=1, huge_dir=None):
     """Config lines binding the gateway's interfaces to its veths with `driver` (DPDK's
-    net_af_packet takes one queue pair per worker; it spreads flows over them by hash)."""
+    net_af_packet takes one queue pair per worker; it spreads flows over them by hash).
+    DPDK runs on the hugepages mounted at `huge_dir`, or without hugepages."""
     if driver == "dpdk":
-        eal = 'eal_args = ["--no-huge", "-m", "512", "--no-pci", "--no-telemetry"]'
+        mem = f'"--huge-dir", "{huge_dir}"' if huge_dir else '"--no-huge"'
+        eal = f'eal_args = [{mem}, "-m", "512", "--no-pci", "--no-telemetry"]'
         q = f"qpairs={workers}"
         return eal, f'driver = "dpdk"\ndevice = "net_af_packet0,iface=gw-out,{q}"', f'driver = "dpdk"\ndevice = "net_af_packet1,iface=gw-in,{q}"'
     return "", 'device = "gw-out"', 'device = "gw-in"'

@@ -1,7 +1,8 @@
 """esprit-dataplane live, on AF_PACKET and on DPDK net_af_packet, in network namespaces: a client whose ESP stack is
 scapy pings a real server kernel through the gateway; the server's kernel answers, the
 gateway encrypts the replies back. Also: ARP both ways, the tunnel MTU reported to the
-server's tracepath and ping, NAT keepalives, the final report."""
+server's tracepath and ping, NAT keepalives, the final report. DPDK runs on hugepages the
+test reserves and gives back."""
 
 import json
 import pathlib
@@ -25,10 +26,11 @@ CASES = [("af_packet", "aes128gcm16", 1), ("af_packet", "aes128gcm16", 2), ("af_
 
 @pytest.mark.parametrize("driver,proposal,workers", CASES)
 def test_ping_through_the_gateway(dataplane_bin, tmp_path, driver, proposal, workers):
+    huge = netlab.Hugepages() if driver == "dpdk" else None
     lab = netlab.Lab(f"{driver[0]}{workers}{proposal[3:6]}")
     try:
         k = KEYS[proposal]
-        eal, out_dev, in_dev = netlab.devices(driver, workers)
+        eal, out_dev, in_dev = netlab.devices(driver, workers, huge.dir if huge else None)
         cfg = netlab.GW_CONFIG.format(
             eal=eal, out_dev=out_dev, in_dev=in_dev,
             workers=workers, keepalive=2, proposal=proposal, enc_in=k["enc_in"], enc_out=k["enc_out"],
@@ -37,6 +39,8 @@ def test_ping_through_the_gateway(dataplane_bin, tmp_path, driver, proposal, wor
         gw = lab.spawn("gw", [dataplane_bin, "--config", str(tmp_path / "gw.toml")])
         time.sleep(0.5 if driver == "af_packet" else 2.0)
         assert gw.poll() is None, gw.stderr.read()
+        if huge:
+            assert huge.in_use() > 0, "DPDK's memory is on the reserved hugepages"
 
         # The gateway answers ARP for its inside address: the server can reach its default route.
         mtu = 1438 if proposal == "aes128gcm16" else 1422
@@ -62,3 +66,5 @@ def test_ping_through_the_gateway(dataplane_bin, tmp_path, driver, proposal, wor
         assert dec >= 19 and enc >= 19, out
     finally:
         lab.cleanup()
+        if huge:
+            huge.cleanup()

@@ -2,7 +2,8 @@
 example standing in for esprit-ike), live on AF_PACKET in network namespaces: SAs installed
 over the ring carry traffic; IKE is punted to the control plane (UDP 500, and 4500 behind
 the non-ESP marker); the control plane's datagrams go out; a data plane killed with SIGKILL
-and restarted says hello, is refilled and forwards again; with the control plane gone, the
+and restarted says hello, is refilled and forwards again; SA events (idle) reach the control
+plane; with the control plane gone, the
 data plane keeps forwarding."""
 
 import json
@@ -59,7 +60,8 @@ def test_control_plane_over_the_ring(dataplane_bin, tmp_path):
     try:
         full = netlab.GW_CONFIG.format(eal="", out_dev='device = "gw-out"', in_dev='device = "gw-in"', workers=1,
                                        keepalive=0, proposal="aes128gcm16", int_in="", int_out="", **{k: v for k, v in K.items() if k.startswith("enc")})
-        (tmp_path / "sas.toml").write_text(full)
+        # Over the ring, the inbound SA reports idle spells of 2 s (an SA event).
+        (tmp_path / "sas.toml").write_text(full.replace('remote_ts = ["10.9.0.2/32"]', 'remote_ts = ["10.9.0.2/32"]\nidle_seconds = 2', 1))
         # The data plane starts with interfaces and routes only: SAs come over the ring.
         gw_only = full[: full.index("[[sa]]")]
         (tmp_path / "gw.toml").write_text(gw_only)
@@ -117,6 +119,7 @@ def test_control_plane_over_the_ring(dataplane_bin, tmp_path):
         assert "punt src=198.51.100.7:500 dst=198.51.100.1:500 interface=outside marker=false len=28" in out, out
         assert "punt src=198.51.100.7:4500 dst=198.51.100.1:4500 interface=outside marker=true len=28" in out, out
         assert out.count("hello generation=") >= 1 and out.count("pushed 2 SAs") >= 2, out
+        assert "event spi=0x1001 kind=Idle { seconds: 2 }" in out, out
 
         # The control plane is gone: established SAs keep forwarding.
         assert ping(lab) >= 19
