@@ -7,7 +7,6 @@
 //! ring (up to its capacity, then it is dropped and counted).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -224,15 +223,24 @@ impl Link {
                     ))
                 }
             }
-            Message::SetAddress(a) | Message::RemoveAddress(a) => Err((
-                subject(MessageKind::SetAddress, 0, 0),
-                ErrorCode::Unsupported,
-                format!(
-                    "interface addresses ({} on {}) come from the data plane's configuration; change it and restart",
-                    addr_str(a.addr, a.prefix_len),
-                    a.interface
-                ),
-            )),
+            Message::SetAddress(a) => {
+                let s = subject(MessageKind::SetAddress, 0, 0);
+                let ifidx = self
+                    .ifindex(&a.interface)
+                    .ok_or_else(|| (s, ErrorCode::NotFound, self.no_interface(&a.interface)))?;
+                c.add_address(ifidx, a.addr, a.prefix_len, &g).map(|_| ()).map_err(|e| (s, ErrorCode::Invalid, e))
+            }
+            Message::RemoveAddress(a) => {
+                let s = subject(MessageKind::RemoveAddress, 0, 0);
+                let ifidx = self
+                    .ifindex(&a.interface)
+                    .ok_or_else(|| (s, ErrorCode::NotFound, self.no_interface(&a.interface)))?;
+                if c.remove_address(ifidx, a.addr, &g) {
+                    Ok(())
+                } else {
+                    Err((s, ErrorCode::NotFound, format!("{} has no address {}", a.interface, a.addr)))
+                }
+            }
             Message::SetKeepalive { interval_secs } => {
                 c.shared().keepalive_secs.store(interval_secs as u64, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
@@ -295,8 +303,4 @@ impl Link {
             Err(_) => self.stats.events_dropped += 1,
         }
     }
-}
-
-fn addr_str(a: IpAddr, len: u8) -> String {
-    format!("{a}/{len}")
 }

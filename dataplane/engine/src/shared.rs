@@ -25,15 +25,18 @@ use crate::tables::{Route, Routes, NEIGHBOR_TTL};
 pub const DEFAULT_MAX_SAS: usize = 1 << 16;
 pub const DEFAULT_MAX_NEIGHBORS: usize = 1 << 12;
 
-/// An interface as the workers see it.
+/// An interface as the workers see it (its addresses are in [`Shared::addrs`]: the
+/// control plane may change them).
 #[derive(Debug, Clone)]
 pub struct Iface {
     pub name: String,
     pub role: Role,
     pub mac: EthernetAddress,
-    pub addrs: Vec<IpAddr>,
     pub mtu: u32,
 }
+
+/// Our addresses, per interface index, with their prefix lengths.
+pub type Addresses = Vec<Vec<(IpAddr, u8)>>;
 
 /// A neighbor cache entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,7 @@ pub struct Shared {
     pub policies: Arc<PolicyTable>,
     pub neighbors: Arc<HashTable<IpAddr, Neighbor>>,
     routes: Rcu<Routes>,
+    addrs: Rcu<Addresses>,
     /// Seconds between NAT keepalives (the control plane may change it).
     pub keepalive_secs: std::sync::atomic::AtomicU64,
 }
@@ -70,8 +74,31 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// True if `a` is one of our addresses.
     #[inline]
-    pub fn is_local(&self, a: IpAddr) -> bool {
-        self.ifs.iter().any(|i| i.addrs.contains(&a))
+    pub fn is_local(&self, a: IpAddr, g: &Guard) -> bool {
+        self.addrs.load(g).iter().flatten().any(|&(x, _)| x == a)
+    }
+
+    /// True if `a` is one of our addresses on interface `ifidx`.
+    #[inline]
+    pub fn has_addr(&self, ifidx: usize, a: IpAddr, g: &Guard) -> bool {
+        self.addrs.load(g).get(ifidx).is_some_and(|l| l.iter().any(|&(x, _)| x == a))
+    }
+
+    /// Our first address of `a`'s family on interface `ifidx`.
+    #[inline]
+    pub fn addr_like(&self, ifidx: usize, v4: bool, g: &Guard) -> Option<IpAddr> {
+        self.addrs.load(g).get(ifidx)?.iter().map(|&(x, _)| x).find(|x| x.is_ipv4() == v4)
+    }
+
+    /// The interface that has address `a`.
+    #[inline]
+    pub fn interface_of(&self, a: IpAddr, g: &Guard) -> Option<usize> {
+        self.addrs.load(g).iter().position(|l| l.iter().any(|&(x, _)| x == a))
+    }
+
+    /// Our addresses, per interface.
+    pub fn addresses<'g>(&'g self, g: &'g Guard) -> &'g Addresses {
+        self.addrs.load(g)
     }
 
     /// The interface and next hop toward `dst`.
@@ -139,6 +166,7 @@ pub struct Control {
     policies: PolicyWriter,
     neighbors: TableWriter<IpAddr, Neighbor>,
     routes: Routes,
+    addrs: Addresses,
     /// Events from changes the writer made (NAT mapping follows, time lifetimes).
     pub events: Vec<Event>,
     pub nat_mapping_changes: u64,
@@ -172,13 +200,12 @@ impl Control {
         let ifs: Vec<Iface> = cfg
             .interfaces
             .iter()
-            .map(|i| Iface {
-                name: i.name.clone(),
-                role: i.role,
-                mac: i.mac,
-                addrs: i.addresses.iter().map(|a| a.addr).collect(),
-                mtu: i.mtu,
-            })
+            .map(|i| Iface { name: i.name.clone(), role: i.role, mac: i.mac, mtu: i.mtu })
+            .collect();
+        let addrs: Addresses = cfg
+            .interfaces
+            .iter()
+            .map(|i| i.addresses.iter().map(|a| (a.addr, a.subnet.prefix_len())).collect())
             .collect();
         let mut routes = Routes::default();
         for (idx, i) in cfg.interfaces.iter().enumerate() {
@@ -201,6 +228,7 @@ impl Control {
             policies: pol_t,
             neighbors: nb_t,
             routes: Rcu::new(routes.clone()),
+            addrs: Rcu::new(addrs.clone()),
             keepalive_secs: std::sync::atomic::AtomicU64::new(cfg.settings.keepalive_interval),
         });
         let mut c = Control {
@@ -210,6 +238,7 @@ impl Control {
             policies,
             neighbors,
             routes,
+            addrs,
             events: Vec::new(),
             nat_mapping_changes: 0,
             now: 0,
@@ -290,6 +319,40 @@ impl Control {
             self.publish_routes(g);
         }
         removed
+    }
+
+    /// Adds an address to interface `ifidx`, with its connected route. False if it was there.
+    pub fn add_address(&mut self, ifidx: usize, addr: IpAddr, prefix_len: u8, g: &Guard) -> Result<bool, String> {
+        let subnet = IpCidr::new(addr, prefix_len).map_err(|_| format!("{addr}/{prefix_len} is not a prefix"))?;
+        if self.addrs.iter().flatten().any(|&(a, _)| a == addr) {
+            return Ok(false);
+        }
+        let Some(list) = self.addrs.get_mut(ifidx) else {
+            return Err(format!("no interface with index {ifidx}"));
+        };
+        list.push((addr, prefix_len));
+        self.sh.addrs.store(self.addrs.clone(), g);
+        self.add_route(Route { dst: subnet, via: None, ifidx }, g);
+        Ok(true)
+    }
+
+    /// Removes an address from interface `ifidx`, and its connected route unless another
+    /// address of the interface is in the same subnet. False if it was not there.
+    pub fn remove_address(&mut self, ifidx: usize, addr: IpAddr, g: &Guard) -> bool {
+        let Some(list) = self.addrs.get_mut(ifidx) else {
+            return false;
+        };
+        let Some(at) = list.iter().position(|&(a, _)| a == addr) else {
+            return false;
+        };
+        let (_, len) = list.remove(at);
+        let subnet = IpCidr::new(addr, len);
+        let shared_subnet = subnet.is_ok_and(|s| list.iter().any(|&(a, l)| IpCidr::new(a, l) == Ok(s)));
+        self.sh.addrs.store(self.addrs.clone(), g);
+        if let (Ok(s), false) = (subnet, shared_subnet) {
+            self.delete_route(s, None, g);
+        }
+        true
     }
 
     /// Deletes every SA and policy (before a full resynchronisation).

@@ -400,7 +400,7 @@ impl<P: BufPool> Worker<P> {
         };
         let sender = IpAddr::V4(r.source_protocol_addr);
         let target = IpAddr::V4(r.target_protocol_addr);
-        let ours = cx.sh.ifs[ifidx].addrs.contains(&target);
+        let ours = cx.sh.has_addr(ifidx, target, cx.g);
         // RFC 826: update an existing entry from any ARP; add one when it is for us.
         if ours || cx.sh.neighbors.get(&sender, cx.g).is_some() {
             self.requests.push(Request::Learn { addr: sender, mac: r.source_hardware_addr, ifidx, now: cx.now });
@@ -483,18 +483,17 @@ impl<P: BufPool> Worker<P> {
         let Some(mut b) = self.pool.alloc() else {
             return self.drops.inc(DropReason::NoBuffer);
         };
-        let iface = &cx.sh.ifs[ifidx];
-        let mac = iface.mac;
+        let mac = cx.sh.ifs[ifidx].mac;
         let ok = match addr {
             IpAddr::V4(a) => {
-                let Some(IpAddr::V4(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv4) else {
+                let Some(IpAddr::V4(src)) = cx.sh.addr_like(ifidx, true, cx.g) else {
                     return self.pool.free(b);
                 };
                 self.counters.arp_requests_tx += 1;
                 local::arp_frame(&mut b, arp::Operation::Request, mac, src, EthernetAddress::BROADCAST, a)
             }
             IpAddr::V6(a) => {
-                let Some(IpAddr::V6(src)) = iface.addrs.iter().copied().find(IpAddr::is_ipv6) else {
+                let Some(IpAddr::V6(src)) = cx.sh.addr_like(ifidx, false, cx.g) else {
                     return self.pool.free(b);
                 };
                 self.counters.nd_solicits_tx += 1;
@@ -521,7 +520,7 @@ impl<P: BufPool> Worker<P> {
     /// Classifies an outside IP packet. ESP is returned for batching; everything else is
     /// handled here.
     fn outside_ip(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, u32, InboundMeta)> {
-        let class = classify(b.data(), |a| cx.sh.is_local(a));
+        let class = classify(b.data(), |a| cx.sh.is_local(a, cx.g));
         match class {
             Class::Esp { spi, esp_offset, src, dst, udp } => match cx.sh.sa_in.get(&spi, cx.g) {
                 Some(sa) if sa.params().local == dst => Some((b, spi, InboundMeta { esp_offset, src, udp })),
@@ -648,7 +647,7 @@ impl<P: BufPool> Worker<P> {
             None => {}
         }
         // Echo requests to one of our addresses.
-        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a, cx.g)) {
             self.echo(cx, b);
         } else {
             self.drop_pkt(b, DropReason::IcmpIgnored);
@@ -665,7 +664,7 @@ impl<P: BufPool> Worker<P> {
         lladdr: Option<EthernetAddress>,
     ) {
         self.counters.nd_rx += 1;
-        if !cx.sh.ifs[ifidx].addrs.contains(&IpAddr::V6(target)) {
+        if !cx.sh.has_addr(ifidx, IpAddr::V6(target), cx.g) {
             return self.drop_pkt(b, DropReason::IcmpIgnored);
         }
         let Some(mac) = lladdr else {
@@ -778,7 +777,7 @@ impl<P: BufPool> Worker<P> {
 
     /// A decrypted inner packet: to us, back into a tunnel, or routed to the inside.
     fn deliver_inner(&mut self, cx: &Cx<'_>, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
-        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a, cx.g)) {
             return self.local_in(cx, b);
         }
         self.forward(cx, b, out, out_spi, true);
@@ -822,7 +821,7 @@ impl<P: BufPool> Worker<P> {
                 return self.icmp_local(cx, ifidx, b);
             }
         }
-        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a)) {
+        if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a, cx.g)) {
             return self.local_in(cx, b);
         }
         self.forward(cx, b, out, out_spi, false);
@@ -835,7 +834,7 @@ impl<P: BufPool> Worker<P> {
         let Some((src, dst)) = addrs(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
-        let transit = !cx.sh.is_local(src);
+        let transit = !cx.sh.is_local(src, cx.g);
         if transit && ttl(b.data()) <= 1 {
             return self.time_exceeded(cx, b);
         }
@@ -1001,7 +1000,7 @@ impl<P: BufPool> Worker<P> {
     /// transform and encapsulation over the outside link MTU), so the reply direction never
     /// needs fragmentation either.
     fn clamp_inbound(&mut self, cx: &Cx<'_>, p: &esprit_esp::sa::SaParams, b: &mut P::Buf) {
-        let link = cx.sh.ifs.iter().find(|i| i.addrs.contains(&p.local)).map_or(1500, |i| i.mtu);
+        let link = cx.sh.interface_of(p.local, cx.g).map_or(1500, |i| cx.sh.ifs[i].mtu);
         let mtu = esprit_esp::mtu::max_inner(link, p.local.is_ipv6(), p.encap.is_some(), p.transform.layout());
         let v6 = b.data()[0] >> 4 == 6;
         if esprit_esp::mss::clamp(b.data_mut(), esprit_esp::mss::mss_for_mtu(mtu, v6)) {
@@ -1108,18 +1107,12 @@ impl<P: BufPool> Worker<P> {
 fn icmp_source(cx: &Cx<'_>, pkt: &[u8]) -> Option<IpAddr> {
     let (src, dst) = addrs(pkt)?;
     let v4 = src.is_ipv4();
-    let pick = |i: usize| cx.sh.ifs[i].addrs.iter().copied().find(|a| a.is_ipv4() == v4);
+    let pick = |i: usize| cx.sh.addr_like(i, v4, cx.g);
     cx.sh
         .route(src, cx.g)
         .and_then(|(i, _)| pick(i))
         .or_else(|| cx.sh.route(dst, cx.g).and_then(|(i, _)| pick(i)))
-        .or_else(|| {
-            cx.sh
-                .ifs
-                .iter()
-                .find(|i| i.role == Role::Inside)
-                .and_then(|i| i.addrs.iter().copied().find(|a| a.is_ipv4() == v4))
-        })
+        .or_else(|| cx.sh.ifs.iter().position(|i| i.role == Role::Inside).and_then(pick))
 }
 
 fn dst_addr(p: &[u8]) -> Option<IpAddr> {

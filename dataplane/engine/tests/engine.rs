@@ -515,3 +515,45 @@ fn time_lifetimes_and_idle_spells_raise_events_and_stop_the_sa() {
     e.poll(t0 + 120 * SEC);
     assert_eq!(events(&mut e), [], "each is reported once");
 }
+
+#[test]
+fn addresses_added_and_removed_at_run_time() {
+    let cfg = config("");
+    let mut e = engine(&cfg);
+    let arp_for = |target: &str| {
+        let mut a = [0u8; 28];
+        arp::Repr {
+            operation: arp::Operation::Request,
+            source_hardware_addr: mac(SERVER),
+            source_protocol_addr: "10.1.0.5".parse().unwrap(),
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target.parse().unwrap(),
+        }
+        .emit(&mut a);
+        eth("ff:ff:ff:ff:ff:ff", SERVER, 0x0806, &a)
+    };
+    let g = esprit_satable::epoch::pin();
+    e.rx(1, [arp_for("10.1.0.2")], SEC);
+    assert!(take(&mut e, "lan").is_empty(), "not ours yet");
+    // A second inside address, in a new subnet: answered for, with its connected route.
+    assert_eq!(e.control().add_address(1, "10.1.0.2".parse().unwrap(), 16, &g), Ok(true));
+    assert_eq!(e.control().add_address(1, "10.1.0.2".parse().unwrap(), 16, &g), Ok(false), "idempotent");
+    assert_eq!(e.control().add_address(1, "172.16.5.1".parse().unwrap(), 24, &g), Ok(true));
+    assert!(e
+        .shared()
+        .route("172.16.5.9".parse().unwrap(), &g)
+        .is_some_and(|(i, via)| i == 1 && via == "172.16.5.9".parse::<IpAddr>().unwrap()));
+    e.rx(1, [arp_for("10.1.0.2")], 2 * SEC);
+    let lan = take(&mut e, "lan");
+    assert_eq!(lan.len(), 1);
+    let r = arp::Repr::parse(&arp::Packet::new_checked(&lan[0][14..]).unwrap()).unwrap();
+    assert_eq!((r.operation, r.source_protocol_addr), (arp::Operation::Reply, "10.1.0.2".parse().unwrap()));
+    // Removed: no longer answered; the shared subnet's route stays, the other one goes.
+    assert!(e.control().remove_address(1, "10.1.0.2".parse().unwrap(), &g));
+    assert!(!e.control().remove_address(1, "10.1.0.2".parse().unwrap(), &g));
+    assert!(e.control().remove_address(1, "172.16.5.1".parse().unwrap(), &g));
+    e.rx(1, [arp_for("10.1.0.2")], 3 * SEC);
+    assert!(take(&mut e, "lan").is_empty());
+    assert!(e.shared().route("10.1.9.9".parse().unwrap(), &g).is_some());
+    assert_eq!(e.shared().route("172.16.5.9".parse().unwrap(), &g).map(|(i, _)| i), Some(0), "default route now");
+}
