@@ -22,7 +22,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 use crossbeam_queue::ArrayQueue;
 use esprit_esp::classify::{classify, Class, PmtuInfo};
-use esprit_esp::frag::{FragError, FragmentsV4};
+use esprit_esp::frag::{FragError, Fragments, FragmentsV4};
 use esprit_esp::icmp::{self, RateLimiter};
 use esprit_esp::reasm::{ReasmConfig, Reassembler};
 use esprit_esp::sa::{Endpoint, InboundMeta};
@@ -171,6 +171,8 @@ pub struct Worker<P: BufPool> {
     handoff: Option<HandoffQueues<P::Buf>>,
     unresolved: Vec<Unresolved<P::Buf>>,
     tx: Vec<Vec<P::Buf>>,
+    /// Identification of the next IPv6 datagram we fragment (random start, RFC 7739).
+    frag_ident: u32,
     /// IKE datagrams for the control plane, if one is attached.
     pub punted: Vec<Punted<P::Buf>>,
     ike_listener: bool,
@@ -197,8 +199,8 @@ impl<P: BufPool> Worker<P> {
     }
 
     /// Sends a UDP datagram for the control plane (an IKE message), routed like everything
-    /// we originate; IPv4 datagrams larger than the link are fragmented (RFC 7383 IKE
-    /// fragmentation makes this rare).
+    /// we originate; datagrams larger than the link are fragmented, IPv4 and IPv6 (RFC 7383
+    /// IKE fragmentation makes this rare).
     pub fn transmit(&mut self, src: Endpoint, dst: Endpoint, marker: bool, payload: &[u8], now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
@@ -214,7 +216,8 @@ impl<P: BufPool> Worker<P> {
         if b.len() <= mtu {
             return self.route_out(&cx, b);
         }
-        match FragmentsV4::new(b.data(), mtu) {
+        self.frag_ident = self.frag_ident.wrapping_add(1);
+        match Fragments::new(b.data(), mtu, self.frag_ident) {
             Ok(mut frags) => loop {
                 let Some(mut f) = self.pool.alloc() else {
                     self.drops.inc(DropReason::NoBuffer);
@@ -280,6 +283,12 @@ impl<P: BufPool> Worker<P> {
             next_keepalive_scan: 0,
             tx: sh.ifs.iter().map(|_| Vec::new()).collect(),
             unresolved: Vec::new(),
+            frag_ident: {
+                let mut r = [0u8; 4];
+                // Without randomness, a predictable start is still correct, only guessable.
+                let _ = getrandom::fill(&mut r);
+                u32::from_ne_bytes(r)
+            },
             id: 0,
             handoff: None,
             if_stats: vec![IfStats::default(); sh.ifs.len()],

@@ -557,3 +557,47 @@ fn addresses_added_and_removed_at_run_time() {
     assert!(e.shared().route("10.1.9.9".parse().unwrap(), &g).is_some());
     assert_eq!(e.shared().route("172.16.5.9".parse().unwrap(), &g).map(|(i, _)| i), Some(0), "default route now");
 }
+
+#[test]
+fn large_ike_datagrams_are_fragmented_ipv4_and_ipv6() {
+    let toml = config_toml("")
+        .replace("address = \"198.51.100.1/24\"", "address = [\"198.51.100.1/24\", \"2001:db8:1::1/64\"]")
+        .replace(
+            "[[route]]",
+            "[[neighbor]]\ninterface = \"wan\"\naddress = \"2001:db8:1::fe\"\nmac = \"02:00:00:00:01:fe\"\n\n\
+             [[route]]\ndestination = \"::/0\"\nvia = \"2001:db8:1::fe\"\ninterface = \"wan\"\n\n[[route]]",
+        );
+    let cfg = config::parse("test.toml", &toml).unwrap_or_else(|e| panic!("{e}"));
+    let mut e = engine(&cfg);
+    let ep = |a: &str, port| Endpoint { addr: a.parse().unwrap(), port };
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 13) as u8).collect();
+    for (src, dst) in [("2001:db8:1::1", "2001:db8:9::7"), ("198.51.100.1", "203.0.113.7")] {
+        e.transmit(ep(src, 4500), ep(dst, 4500), true, &payload, SEC);
+        let wan = take(&mut e, "wan");
+        assert_eq!(wan.len(), 3, "{src}");
+        let mut body = Vec::new();
+        for f in &wan {
+            assert!(f.len() - 14 <= 1500);
+            assert_eq!(ethernet::Frame::new_checked(&f[..]).unwrap().dst_addr(), mac(ROUTER));
+            if src.contains(':') {
+                let ip = esprit_wire::ipv6::Packet::new_checked(&f[14..]).unwrap();
+                let u = esprit_wire::ipv6::walk_ext_headers(ip.next_header(), ip.payload()).unwrap();
+                let fi = u.frag.expect("a fragment header");
+                assert_eq!((fi.next_header, fi.offset as usize), (17, body.len()));
+                body.extend_from_slice(&ip.payload()[8..]);
+            } else {
+                let ip = ipv4::Packet::new_checked(&f[14..]).unwrap();
+                assert!(ip.verify_checksum());
+                assert_eq!(ip.frag_offset() as usize, body.len());
+                body.extend_from_slice(ip.payload());
+            }
+        }
+        // The reassembled UDP datagram: ports, length, the non-ESP marker, the payload, and
+        // a checksum over the right pseudo-header.
+        let u = udp::Packet::new_checked(&body[..]).unwrap();
+        assert_eq!((u.src_port(), u.dst_port(), u.len() as usize), (4500, 4500, 8 + 4 + 3000));
+        assert_eq!(&u.payload()[..4], &[0, 0, 0, 0]);
+        assert_eq!(&u.payload()[4..], &payload[..]);
+        assert!(u.verify_checksum(src.parse().unwrap(), dst.parse().unwrap()), "{src}");
+    }
+}
