@@ -1,4 +1,5 @@
-//! Inbound SA lookup by SPI at 1k, 100k and 1M entries: the cost must stay flat.
+//! Inbound SA lookup by SPI at 1k, 100k and 1M entries, one key at a time and a burst at a
+//! time: the cost must stay flat.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use esprit_satable::{epoch, HashTable};
@@ -34,6 +35,16 @@ fn bench(c: &mut Criterion) {
                 }
                 at = (at + 32) % probe.len();
                 s
+            })
+        });
+        // The same bursts through `get_many`: the misses of a burst overlap.
+        g.bench_function(BenchmarkId::new("burst", n), |b| {
+            b.iter(|| {
+                let guard = epoch::pin();
+                let mut out = [None; 32];
+                t.get_many(&probe[at..at + 32], &guard, &mut out);
+                at = (at + 32) % probe.len();
+                out.iter().fold(0u64, |s, v| s.wrapping_add(v.map_or(0, |v| v[0])))
             })
         });
     }
