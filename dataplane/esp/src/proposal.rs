@@ -108,6 +108,32 @@ impl Transform {
         })
     }
 
+    /// The IKEv2 transform IDs (IANA "Transform Type 1" and "Type 3" registries, RFC 7296
+    /// §3.3.2): ENCR id, key length in bits as the Key Length attribute carries it (0 where
+    /// the cipher has none), INTEG id (0 = none, for AEADs).
+    pub const fn ikev2_ids(self) -> (u16, u16, u16) {
+        const AES_CBC: u16 = 12;
+        const AES_GCM_16: u16 = 20;
+        const CHACHA20_POLY1305: u16 = 28;
+        const NONE: u16 = 0;
+        const HMAC_SHA1_96: u16 = 2;
+        const HMAC_SHA2_256_128: u16 = 12;
+        match self {
+            Transform::Aes128Gcm16 => (AES_GCM_16, 128, NONE),
+            Transform::Aes256Gcm16 => (AES_GCM_16, 256, NONE),
+            Transform::Chacha20Poly1305 => (CHACHA20_POLY1305, 0, NONE),
+            Transform::Aes128Sha1 => (AES_CBC, 128, HMAC_SHA1_96),
+            Transform::Aes256Sha1 => (AES_CBC, 256, HMAC_SHA1_96),
+            Transform::Aes128Sha256 => (AES_CBC, 128, HMAC_SHA2_256_128),
+            Transform::Aes256Sha256 => (AES_CBC, 256, HMAC_SHA2_256_128),
+        }
+    }
+
+    /// The transform with these IKEv2 transform IDs, if the engine implements it.
+    pub fn from_ikev2_ids(encr: u16, key_bits: u16, integ: u16) -> Option<Transform> {
+        Transform::ALL.into_iter().find(|t| t.ikev2_ids() == (encr, key_bits, integ))
+    }
+
     /// True for combined-mode (AEAD) transforms.
     pub const fn is_aead(self) -> bool {
         matches!(self, Transform::Aes128Gcm16 | Transform::Aes256Gcm16 | Transform::Chacha20Poly1305)

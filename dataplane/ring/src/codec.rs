@@ -28,37 +28,15 @@ use crate::message::*;
 /// The most traffic selectors in one list of an [`AddSa`].
 pub const MAX_SELECTORS: usize = 64;
 
-/// IANA "Transform Type 1 - Encryption Algorithm Transform IDs".
-mod encr {
-    pub const AES_CBC: u16 = 12;
-    pub const AES_GCM_16: u16 = 20;
-    pub const CHACHA20_POLY1305: u16 = 28;
-}
-
-/// IANA "Transform Type 3 - Integrity Algorithm Transform IDs".
-mod integ {
-    pub const NONE: u16 = 0;
-    pub const HMAC_SHA1_96: u16 = 2;
-    pub const HMAC_SHA2_256_128: u16 = 12;
-}
-
 /// The IKEv2 transform IDs of an ESP transform: (ENCR id, key length in bits as the Key
 /// Length attribute carries it, 0 where there is none; INTEG id).
 pub const fn transform_ids(t: Transform) -> (u16, u16, u16) {
-    match t {
-        Transform::Aes128Gcm16 => (encr::AES_GCM_16, 128, integ::NONE),
-        Transform::Aes256Gcm16 => (encr::AES_GCM_16, 256, integ::NONE),
-        Transform::Chacha20Poly1305 => (encr::CHACHA20_POLY1305, 0, integ::NONE),
-        Transform::Aes128Sha1 => (encr::AES_CBC, 128, integ::HMAC_SHA1_96),
-        Transform::Aes256Sha1 => (encr::AES_CBC, 256, integ::HMAC_SHA1_96),
-        Transform::Aes128Sha256 => (encr::AES_CBC, 128, integ::HMAC_SHA2_256_128),
-        Transform::Aes256Sha256 => (encr::AES_CBC, 256, integ::HMAC_SHA2_256_128),
-    }
+    t.ikev2_ids()
 }
 
 /// The transform with these IKEv2 transform IDs, if the data plane implements it.
 pub fn transform_from_ids(encr: u16, key_bits: u16, integ: u16) -> Option<Transform> {
-    Transform::ALL.into_iter().find(|&t| transform_ids(t) == (encr, key_bits, integ))
+    Transform::from_ikev2_ids(encr, key_bits, integ)
 }
 
 /// Why bytes are not a message.
