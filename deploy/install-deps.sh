@@ -14,6 +14,9 @@ PKGS=(
   python3 python3-scapy python3-pytest python3-cryptography   # independent oracles
   tshark                  # dissects what the data plane writes
   iproute2 ethtool iputils-ping iputils-tracepath   # network-namespace tests
+  strongswan-charon strongswan-swanctl strongswan-pki   # the interop lab (deploy/lab): real clients
+  libstrongswan-standard-plugins libstrongswan-extra-plugins libcharon-extra-plugins   # gcm/openssl, curve25519, kernel-libipsec
+  nftables conntrack tcpdump   # the lab's NAT router and captures
 )
 
 missing=()

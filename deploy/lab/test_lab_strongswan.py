@@ -1,0 +1,338 @@
+"""Interop scenarios: real strongSwan road warriors (kernel-libipsec) behind a real nftables
+NAT against a gateway — strongSwan's own today (the reference that proves the lab), Esprit
+(esprit-dataplane + esprit-ike) with the same tests once esprit-ike exists: the gateway kind
+is the `kind` fixture (conftest.py). Where the two kinds must behave differently (path MTU
+reported to tracepath, recovery from a NAT rebinding) the expectations are encoded per kind
+below, with the reason.
+
+Independent oracles: strongSwan's client (it must establish, and its own counters and log),
+the kernels of the server and the routers (ping, TCP with SHA-256 over the payload both
+ways, tracepath, ICMP), the NAT's conntrack table, and captures parsed here from the bytes
+(IKE header fields, ESP SPIs, ICMP), not by a dissector that guesses by port."""
+
+import concurrent.futures
+import ipaddress
+import os
+import re
+import time
+
+import pytest
+
+import esprit_lab as L
+from esprit_lab import gateway_family as family
+
+C1 = L.CLIENT_ADDR["client1"]
+
+
+def connect(lab, name="client1", **client):
+    c = L.Client(lab, name, **client).start()
+    c.initiate()
+    return c
+
+
+def in_pool(vip):
+    return ipaddress.ip_address(vip) in ipaddress.ip_network(L.POOL4)
+
+
+def assert_tunnelled(lab, pcap, child):
+    """On the internet side there is nothing but UDP between the NAT and the gateway, and
+    the ESP in it carries exactly the client's negotiated SPIs, one per direction."""
+    stray = {(p[12:16], p[16:20]) for _, p in L.ipv4_packets(pcap)} - {
+        (ipaddress.ip_address(L.NAT_WAN).packed, ipaddress.ip_address(L.GW_OUT).packed),
+        (ipaddress.ip_address(L.GW_OUT).packed, ipaddress.ip_address(L.NAT_WAN).packed)}
+    assert not stray, lab.report(f"packets other than NAT<->gateway on the internet: "
+                                 f"{[(ipaddress.ip_address(a), ipaddress.ip_address(b)) for a, b in stray]}")
+    esp = L.esp_datagrams(pcap)
+    up = {e.spi for e in esp if e.src == L.NAT_WAN}
+    down = {e.spi for e in esp if e.src == L.GW_OUT}
+    assert up == {child.spi_out} and down == {child.spi_in}, lab.report(
+        f"ESP SPIs on the wire: up {up}, down {down}; the client's CHILD SA: out {child.spi_out}, in {child.spi_in}")
+    return esp
+
+
+# a. -----------------------------------------------------------------------------------------
+
+def test_a_psk_gcm_virtual_ip_ping_tcp(lab, gateway, kind):
+    gateway(auth="psk")
+    c = connect(lab, proposals="aes128gcm16-prfsha256-x25519", esp_proposals="aes128gcm16")
+    sa = c.list_sas()[0]
+    got = (sa.raw.get("encr-alg"), sa.raw.get("encr-keysize"), sa.raw.get("prf-alg"), sa.raw.get("dh-group"))
+    assert got == ("AES_GCM_16", "128", "PRF_HMAC_SHA2_256", "CURVE_25519"), lab.report(f"IKE SA algorithms {got}")
+    child = sa.child_sas[0]
+    assert (child.encr_alg, child.raw.get("encr-keysize"), child.raw.get("encap")) == ("AES_GCM_16", "128", "yes"), \
+        lab.report(f"CHILD SA {child.raw}")
+    vip = c.virtual_ip()
+    assert in_pool(vip), lab.report(f"virtual IP {vip} is not from the pool {L.POOL4}")
+
+    with lab.capture("internet", "to-gw") as pcap:
+        rx = c.ping(L.SERVER, 5, 0.1)
+        t = c.tcp_transfer(L.SERVER, 2 << 20)
+    assert rx == 5, lab.report(f"{rx}/5 echo replies from the server")
+    assert t.up_ok and t.down_ok and t.received == 2 << 20, lab.report(f"TCP transfer {t}")
+    esp = assert_tunnelled(lab, pcap, child)
+    assert len(esp) > 2 * (2 << 20) // 1400, lab.report(f"only {len(esp)} ESP packets for 4 MiB of TCP")
+    after = c.list_sas()[0].child_sas[0]
+    assert after.packets_in >= 5 and after.bytes_in > 2 << 20, lab.report(f"client's CHILD SA counters {after.raw}")
+
+
+def test_a_ipv6_pool_alongside(lab, gateway, kind):
+    """The optional IPv6 pool: the client asks for both families (vips = 0.0.0.0, ::), gets
+    an address from each pool, and reaches the server over IPv6 inside the same CHILD SA."""
+    gateway(pool6="fd00:9::/120")
+    c = connect(lab, vips6=True)
+    sa = c.list_sas()[0]
+    v6 = [v for v in sa.local_vips if ipaddress.ip_address(v).version == 6]
+    assert len(v6) == 1 and ipaddress.ip_address(v6[0]) in ipaddress.ip_network("fd00:9::/120"), \
+        lab.report(f"virtual IPs {sa.local_vips}")
+    assert in_pool(c.virtual_ip()), lab.report(f"virtual IPs {sa.local_vips}")
+    rx = c.ping(L.SERVER6, 3, 0.2)
+    assert rx == 3, lab.report(f"{rx}/3 IPv6 echo replies from {L.SERVER6}")
+    t = c.tcp_transfer(L.SERVER6, 256 << 10)
+    assert t.up_ok and t.down_ok, lab.report(f"TCP over IPv6: {t}")
+
+
+# b. -----------------------------------------------------------------------------------------
+
+def test_b_modp2048_cbc_sha1(lab, gateway, kind):
+    gateway()
+    c = connect(lab, proposals="aes256-sha256-modp2048", esp_proposals="aes128-sha1")
+    sa = c.list_sas()[0]
+    got = (sa.raw.get("encr-alg"), sa.raw.get("encr-keysize"), sa.raw.get("integ-alg"), sa.raw.get("prf-alg"),
+           sa.raw.get("dh-group"))
+    assert got == ("AES_CBC", "256", "HMAC_SHA2_256_128", "PRF_HMAC_SHA2_256", "MODP_2048"), \
+        lab.report(f"IKE SA algorithms {got}")
+    child = sa.child_sas[0]
+    assert (child.encr_alg, child.raw.get("encr-keysize"), child.integ_alg) == ("AES_CBC", "128", "HMAC_SHA1_96"), \
+        lab.report(f"CHILD SA {child.raw}")
+    with lab.capture("internet", "to-gw") as pcap:
+        rx = c.ping(L.SERVER, 5, 0.1)
+        t = c.tcp_transfer(L.SERVER, 1 << 20)
+    assert rx == 5, lab.report(f"{rx}/5 echo replies")
+    assert t.up_ok and t.down_ok, lab.report(f"TCP transfer {t}")
+    assert_tunnelled(lab, pcap, child)
+
+
+# c. -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("keytype,mtu", [("ecdsa", 576), ("rsa", 1000)])
+def test_c_certificates_with_ike_fragmentation(lab, gateway, kind, pki, keytype, mtu):
+    """Path MTU `mtu` (the NAT's WAN link): the IKE_AUTH messages with certificates do not
+    fit (RSA-3072 at 1000, ECDSA P-256 at 576); both sides send them as RFC 7383 fragments
+    (SKF, payload 53) of at most `mtu` bytes. ESP then crosses the small link as IP
+    fragments of the outer packets (1400-byte inner packets), both ways."""
+    p = pki(keytype)
+    lab.nat.set_wan_mtu(mtu)
+    gateway(auth="pubkey", pki=p, fragment_size=mtu)
+    c = L.Client(lab, "client1", auth="pubkey", pki=p, fragment_size=mtu).start()
+    with lab.capture("internet", "to-gw", "udp") as pcap:
+        c.initiate()
+    ike = L.ike_datagrams(pcap)
+    summary = [(d.src, d.exchange, d.next_payload, d.ip_len) for d in ike]
+    req = [d for d in ike if d.exchange == 35 and not d.flags & 0x20]
+    resp = [d for d in ike if d.exchange == 35 and d.flags & 0x20]
+    assert len(req) >= 2 and all(d.next_payload == 53 for d in req), \
+        lab.report(f"the client's IKE_AUTH was not sent as IKE fragments (SKF): {summary}")
+    assert len(resp) >= 2 and all(d.next_payload == 53 for d in resp), \
+        lab.report(f"the gateway's IKE_AUTH was not sent as IKE fragments (SKF): {summary}")
+    assert all(d.ip_len <= mtu for d in ike), lab.report(f"IKE datagrams larger than the path MTU {mtu}: {summary}")
+    log = c.log_text()
+    assert "splitting IKE message" in log, lab.report("the client's log does not show IKE fragmentation")
+    m = re.search(rf"authentication of '{re.escape(L.GW_ID)}' with (\S+) successful", log)
+    assert m and (("ECDSA" in m.group(1)) if keytype == "ecdsa" else ("RSA" in m.group(1))), \
+        lab.report(f"the gateway did not authenticate with its {keytype} certificate")
+    assert c.ping(L.SERVER, 3, 0.2) == 3, lab.report("no ping through the tunnel")
+    t = c.tcp_transfer(L.SERVER, 512 << 10)
+    assert t.up_ok and t.down_ok, lab.report(f"TCP over a {mtu}-byte path: {t}")
+
+
+# d. -----------------------------------------------------------------------------------------
+
+def test_d_two_clients_behind_one_nat(lab, gateway, kind):
+    gateway()
+    c1 = connect(lab, "client1")
+    c2 = connect(lab, "client2")
+    v1, v2 = c1.virtual_ip(), c2.virtual_ip()
+    assert v1 != v2 and in_pool(v1) and in_pool(v2), lab.report(f"virtual IPs {v1}, {v2}")
+    ports = lab.nat.mappings()
+    assert len(set(ports.values())) == 2, lab.report(f"the NAT should map the two clients to two ports: {ports}")
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        pings = [ex.submit(c.ping, L.SERVER, 20, 0.05) for c in (c1, c2)]
+        xfers = [ex.submit(c.tcp_transfer, L.SERVER, 1 << 20) for c in (c1, c2)]
+        rx = [f.result() for f in pings]
+        ts = [f.result() for f in xfers]
+    assert rx == [20, 20], lab.report(f"echo replies at once: client1 {rx[0]}/20, client2 {rx[1]}/20")
+    assert all(t.up_ok and t.down_ok for t in ts), lab.report(f"TCP transfers at once: {ts}")
+    for c in (c1, c2):
+        child = c.list_sas()[0].child_sas[0]
+        assert child.packets_in >= 20, lab.report(f"{c.name}'s CHILD SA counters {child.raw}")
+
+
+# e. -----------------------------------------------------------------------------------------
+
+# How long the traffic may stop after the NAT forgets its mappings and picks new ports.
+# Esprit follows the first authenticated ESP packet from the new mapping (RFC 7296 §2.23):
+# within a second, with no help from the client (default client: no DPD, MOBIKE on).
+# strongSwan's libipsec does not follow ESP at all (its ipsec_processor never looks at the
+# outer source); its gateway moves only on an authenticated IKE message from the new port and,
+# with MOBIKE, not even then (no implicit update; the strongSwan client did not detect the
+# change in its DPD either, measured: no recovery in 6 s). So the reference runs the client
+# with MOBIKE off and DPD every second: it recovers in about 1 s (measured 1.04 s), bounded here
+# at 2.5 s.
+REBIND = {"esprit": (dict(), 1.0), "strongswan": (dict(dpd_delay=1, mobike=False), 2.5)}
+
+
+def test_e_nat_rebinding_mid_session(lab, gateway, kind):
+    client, bound = REBIND[family(kind)]
+    gateway()
+    c = connect(lab, **client)
+    before = lab.nat.mappings().get(C1)
+    run = c.continuous_ping(L.SERVER, 0.05)
+    time.sleep(1.5)
+    t = time.time()
+    lo, hi = lab.nat.rebind()
+    time.sleep(bound + 2.5)
+    r = run.stop()
+    after = lab.nat.mappings().get(C1)
+    assert after is not None and lo <= after <= hi and after != before, \
+        lab.report(f"the NAT did not rebind: port {before} -> {after}, range {lo}-{hi}\n{lab.nat.conntrack()}")
+    before_t = [x for x in r.replies.values() if x < t]
+    assert len(before_t) >= 20, lab.report(f"too few replies before the rebinding:\n{r.output[-2000:]}")
+    gap = r.longest_gap(t)
+    assert gap <= bound, lab.report(f"traffic stopped for {gap:.2f} s after the NAT rebinding "
+                                    f"(allowed {bound} s for {kind}), {r.lost()} lost:\n{r.output[-2000:]}")
+    last = max(r.replies.values())
+    assert time.time() - last < 3.0, lab.report("replies did not continue to the end")
+
+
+# f. -----------------------------------------------------------------------------------------
+
+def test_f_rekeying_under_continuous_ping(lab, gateway, kind):
+    """CHILD SA rekeyed every ~10 s, IKE SA every ~16 s (client-initiated, RFC 7296 §1.3.3 and
+    §2.18) while pinging every 0.1 s for 36 s: not one echo lost."""
+    gw = gateway()
+    c = connect(lab, rekey_time=16, child_rekey_time=10)
+    sa0 = c.list_sas()[0]
+    n = 360
+    rx = c.ping(L.SERVER, n, 0.1)
+    log = c.log_text()
+    children = set(re.findall(r"CHILD_SA home\{(\d+)\} established", log))
+    ike_rekeys = len(re.findall(r"IKE_SA home\[\d+\] rekeyed", log))
+    assert len(children) - 1 >= 3 and ike_rekeys >= 2, \
+        lab.report(f"{len(children) - 1} CHILD_SA and {ike_rekeys} IKE_SA rekeys in 36 s (expected >= 3 and >= 2)")
+    assert rx == n, lab.report(f"{n - rx} of {n} echo requests lost across the rekeys")
+    sa1 = c.list_sas()
+    assert len(sa1) == 1 and sa1[0].initiator_spi != sa0.initiator_spi, \
+        lab.report(f"IKE SA SPIs: {sa0.initiator_spi} -> {[s.initiator_spi for s in sa1]}")
+    now = [x for x in sa1[0].child_sas if x.state == "INSTALLED"]
+    old = {sa0.child_sas[0].spi_in, sa0.child_sas[0].spi_out}
+    assert len(now) == 1 and not {now[0].spi_in, now[0].spi_out} & old, lab.report(f"CHILD SAs now {now}, first {old}")
+    on_gw = gw.sa_spis()
+    assert {now[0].spi_in, now[0].spi_out} <= on_gw and not old & on_gw, \
+        lab.report(f"the gateway's SAs {on_gw}: expected the current {now[0].spi_in}/{now[0].spi_out}, none of {old}")
+
+
+# g. -----------------------------------------------------------------------------------------
+
+def test_g_dead_client_removed_by_dpd(lab, gateway, kind):
+    """The client dies (SIGKILL: no DELETE); the gateway's DPD (every 2 s when idle, 2
+    retransmits) declares it dead and removes its SAs."""
+    gw = gateway(dpd_delay=2, retransmit=(1, 2, 1.5))
+    c = connect(lab)
+    assert c.ping(L.SERVER, 2, 0.2) == 2, lab.report("no traffic before the kill")
+    child = c.list_sas()[0].child_sas[0]
+    spis = {child.spi_in, child.spi_out}
+    assert spis <= gw.sa_spis(), lab.report(f"the client's SPIs {spis} are not on the gateway: {gw.sa_spis()}")
+    c.kill()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        if not spis & gw.sa_spis() and gw.ike_sa_count() in (0, None):
+            break
+        time.sleep(0.25)
+    took = time.monotonic() - t0
+    left = spis & gw.sa_spis()
+    assert not left, lab.report(f"the dead client's SAs {left} are still on the gateway after {took:.1f} s")
+    assert gw.ike_sa_count() in (0, None), lab.report(f"{gw.ike_sa_count()} IKE SAs left on the gateway")
+    assert took >= 2, lab.report(f"SAs gone {took:.1f} s after the kill: faster than DPD can have noticed")
+
+
+# h. -----------------------------------------------------------------------------------------
+
+# The path MTU tracepath (on the server, toward a client's virtual IP) must report, per kind:
+# Esprit: the largest inner packet the SA carries in the outer path MTU (1438 for aes128gcm16
+# with NAT-T at 1500, 1422 for aes128-sha1; lower once it learns a smaller outer path MTU from
+# the internet router's fragmentation-needed). strongSwan with libipsec: its TUN device's
+# fixed 1400, before and after (measured: it fragments the outer packets after encryption
+# instead, once its kernel learned the smaller path MTU).
+TUNNEL_MTU = {"esprit": L.esp_tunnel_mtu, "strongswan": lambda proposal, outer_mtu: 1400}
+
+
+@pytest.mark.parametrize("esp", ["aes128gcm16", "aes128-sha1"])
+def test_h_tracepath_reports_the_tunnel_mtu(lab, gateway, kind, esp):
+    expect = TUNNEL_MTU[family(kind)]
+    gateway()
+    c = connect(lab, esp_proposals=esp)
+    vip = c.virtual_ip()
+    out = lab.server.tracepath(vip)
+    assert L.parse_pmtu(out) == expect(esp, 1500) and "reached" in out, \
+        lab.report(f"tracepath to {vip} at 1500, expected pmtu {expect(esp, 1500)} for {kind}:\n{out}")
+
+    lab.nat.set_wan_mtu(1200)
+    with lab.capture("internet", "to-gw", "icmp") as pcap:
+        # Full-size DF packets: their outer packets no longer fit the NAT's WAN link.
+        lab.server.ping(vip, 3, 0.2, size=expect(esp, 1500) - 28, df=True)
+    fn = [f for f in L.icmp_frag_needed(pcap) if f["src"] == L.INET_GW_SIDE and f["dst"] == L.GW_OUT]
+    assert any(f["mtu"] == 1200 and f["q_proto"] == 17 and f["q_sport"] == 4500 and f["q_dst"] == L.NAT_WAN
+               for f in fn), lab.report(f"the internet router sent no fragmentation-needed (1200) for the "
+                                        f"gateway's ESP: {fn}")
+    out = lab.server.tracepath(vip)
+    assert L.parse_pmtu(out) == expect(esp, 1200) and "reached" in out, \
+        lab.report(f"tracepath to {vip} with a 1200-byte outer path, expected pmtu {expect(esp, 1200)}:\n{out}")
+    size = expect(esp, 1200) - 28
+    rx, ping_out = lab.server.ping(vip, 3, 0.2, size=size, df=True)
+    assert rx == 3, lab.report(f"{size}-byte DF pings at the reported MTU did not all pass:\n{ping_out}")
+
+
+# The lab's Esprit wiring, checked today with the data plane alone --------------------------
+
+@pytest.mark.parametrize("driver", ["af_packet", "dpdk"])
+def test_esprit_dataplane_half_of_the_gateway(driver):
+    """EspritGateway's data-plane half in the lab: the generated config passes the data
+    plane's own --check-config, the gateway namespace has no kernel address on its links, the
+    data plane answers ARP on both and ping on its inside address, attaches its control ring
+    (stats segment, no SA installed), and DPDK's hugepages are given back. Without esprit-ike,
+    EspritGateway.start() says so."""
+    dp = L.find_binary("esprit-dataplane", "ESPRIT_DATAPLANE")
+    if not os.access(dp, os.X_OK):
+        pytest.skip(f"esprit-dataplane binary not found at {dp}")
+    huge_before = int(open(L.Hugepages.NR).read())
+    with L.Lab() as lab:
+        gw = L.EspritGateway(lab, L.GatewayConn(), driver=driver, dataplane=dp)
+        if not os.access(gw.ike_bin, os.X_OK):
+            with pytest.raises(RuntimeError, match="esprit-ike binary not found at"):
+                gw.start()
+        gw.start_dataplane()
+        try:
+            addrs = lab.ex("gw", "ip -4 -o addr show dev gw-out; ip -4 -o addr show dev gw-in").stdout
+            assert addrs.strip() == "", lab.report(f"kernel addresses on the data plane's links: {addrs}")
+            rx, out = L.ping(lab, "server", L.GW_IN, 3, 0.2)
+            assert rx == 3, lab.report(f"the data plane does not answer ping on {L.GW_IN}:\n{out}")
+            L.ping(lab, "internet", L.GW_OUT, 1, 0.2)
+            neigh = lab.ex("internet", f"ip neigh show {L.GW_OUT}").stdout
+            assert L.EspritGateway.MAC_OUT in neigh, lab.report(f"no ARP answer from the data plane outside: {neigh}")
+            ctl = L.find_binary("espritctl", "ESPRITCTL")
+            if os.access(ctl, os.X_OK):
+                assert gw.sa_spis() == set(), lab.report(f"SAs installed without a control plane: {gw.sa_spis()}")
+            if driver == "dpdk":
+                assert int(open(L.Hugepages.NR).read()) > huge_before, "hugepages reserved for DPDK"
+        finally:
+            gw.stop()
+    assert int(open(L.Hugepages.NR).read()) == huge_before, "hugepages given back"
+
+
+def test_esp_tunnel_mtu_matches_the_readme_figures():
+    """The Esprit expectations of test h, from RFC 4303/3948 arithmetic, against the figures
+    README.md and the live data-plane tests state (1438 and 1422 at 1500)."""
+    assert L.esp_tunnel_mtu("aes128gcm16", 1500) == 1438
+    assert L.esp_tunnel_mtu("aes128-sha1", 1500) == 1422
+    assert L.esp_tunnel_mtu("aes128gcm16", 1500, natt=False) == 1446
+    assert L.esp_tunnel_mtu("aes128-sha1", 1200) == 1134
