@@ -5,5 +5,24 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
+pub mod cookie;
 pub mod crypto;
+pub mod endpoint;
+mod exchange;
+pub mod identity;
+pub mod keys;
 pub mod message;
+pub mod nat;
+pub mod pki;
+pub mod pool;
+pub mod proposal;
+pub mod sa;
+pub mod sk;
+pub mod ts;
+
+pub use endpoint::{ChildInfo, Endpoint, EndpointError, IkeSaInfo};
+pub use exchange::auth::InitiatorOptions;
+pub use exchange::ChildEvent;
+pub use sa::{ChildInstall, ChildKeys, CloseReason, Datagram, Event, Output, Stats};

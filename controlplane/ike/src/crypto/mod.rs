@@ -6,6 +6,10 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+pub mod openssl;
+
+pub use self::openssl::OpensslProvider;
+
 /// Encryption algorithms for the SK payload (transform type 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EncrAlg {
@@ -60,6 +64,237 @@ pub enum DhGroup {
     Ecp521,
     /// 31: Curve25519 (RFC 8031).
     Curve25519,
+}
+
+impl EncrAlg {
+    /// ENCR_AES_CBC.
+    pub const ID_AES_CBC: u16 = 12;
+    /// ENCR_AES_GCM_16.
+    pub const ID_AES_GCM_16: u16 = 20;
+    /// ENCR_CHACHA20_POLY1305.
+    pub const ID_CHACHA20_POLY1305: u16 = 28;
+
+    /// The IANA transform ID (RFC 7296 §3.3.2, type 1).
+    pub const fn id(self) -> u16 {
+        match self {
+            EncrAlg::AesCbc { .. } => Self::ID_AES_CBC,
+            EncrAlg::AesGcm16 { .. } => Self::ID_AES_GCM_16,
+            EncrAlg::ChaCha20Poly1305 => Self::ID_CHACHA20_POLY1305,
+        }
+    }
+
+    /// The algorithm for a transform ID and its Key Length attribute in bits
+    /// ([RFC 7296 §3.3.5](https://www.rfc-editor.org/rfc/rfc7296#section-3.3.5)). AES needs the
+    /// attribute, with 128, 192 or 256; ChaCha20-Poly1305 has a fixed key and must come without
+    /// one ([RFC 7634 §2](https://www.rfc-editor.org/rfc/rfc7634#section-2)). Anything else is
+    /// `None`: not a transform this crate knows.
+    pub const fn from_id(id: u16, key_bits: Option<u16>) -> Option<EncrAlg> {
+        match (id, key_bits) {
+            (Self::ID_AES_CBC, Some(b @ (128 | 192 | 256))) => Some(EncrAlg::AesCbc { key_bits: b }),
+            (Self::ID_AES_GCM_16, Some(b @ (128 | 192 | 256))) => Some(EncrAlg::AesGcm16 { key_bits: b }),
+            (Self::ID_CHACHA20_POLY1305, None) => Some(EncrAlg::ChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
+    /// True for the combined-mode (AEAD) ciphers, which need no integrity transform
+    /// ([RFC 5282 §8](https://www.rfc-editor.org/rfc/rfc5282#section-8)).
+    pub const fn is_aead(self) -> bool {
+        matches!(self, EncrAlg::AesGcm16 { .. } | EncrAlg::ChaCha20Poly1305)
+    }
+
+    /// Bytes of cipher key, without the salt.
+    pub const fn key_len(self) -> usize {
+        match self {
+            EncrAlg::AesCbc { key_bits } | EncrAlg::AesGcm16 { key_bits } => key_bits as usize / 8,
+            EncrAlg::ChaCha20Poly1305 => 32,
+        }
+    }
+
+    /// Bytes of salt taken from the keying material after the key: 4 for the AEADs
+    /// ([RFC 5282 §7.1](https://www.rfc-editor.org/rfc/rfc5282#section-7.1),
+    /// [RFC 7634 §2](https://www.rfc-editor.org/rfc/rfc7634#section-2)), 0 for CBC.
+    pub const fn salt_len(self) -> usize {
+        if self.is_aead() {
+            4
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of keying material an SK_e key takes: the key and, for AEADs, the salt. This is
+    /// also the length of the `key` argument of [`CryptoProvider::encrypt`].
+    pub const fn keymat_len(self) -> usize {
+        self.key_len() + self.salt_len()
+    }
+
+    /// Bytes of IV carried in each SK payload: 16 for AES-CBC
+    /// ([RFC 3602 §3](https://www.rfc-editor.org/rfc/rfc3602#section-3)), 8 for the AEADs.
+    pub const fn iv_len(self) -> usize {
+        match self {
+            EncrAlg::AesCbc { .. } => 16,
+            EncrAlg::AesGcm16 { .. } | EncrAlg::ChaCha20Poly1305 => 8,
+        }
+    }
+
+    /// The block size the SK payload's plaintext is padded to: AES's 16 bytes for CBC; 1 for
+    /// the AEADs, which are counter modes and take any length.
+    pub const fn block_len(self) -> usize {
+        match self {
+            EncrAlg::AesCbc { .. } => 16,
+            EncrAlg::AesGcm16 { .. } | EncrAlg::ChaCha20Poly1305 => 1,
+        }
+    }
+
+    /// Bytes of ICV the cipher itself appends: 16 for the AEADs, 0 for CBC (whose ICV comes
+    /// from the integrity algorithm).
+    pub const fn icv_len(self) -> usize {
+        if self.is_aead() {
+            16
+        } else {
+            0
+        }
+    }
+}
+
+impl PrfAlg {
+    /// The IANA transform ID (RFC 7296 §3.3.2, type 2).
+    pub const fn id(self) -> u16 {
+        match self {
+            PrfAlg::HmacSha1 => 2,
+            PrfAlg::HmacSha256 => 5,
+            PrfAlg::HmacSha384 => 6,
+            PrfAlg::HmacSha512 => 7,
+        }
+    }
+
+    /// The PRF for a transform ID, if it is one this crate knows.
+    pub const fn from_id(id: u16) -> Option<PrfAlg> {
+        match id {
+            2 => Some(PrfAlg::HmacSha1),
+            5 => Some(PrfAlg::HmacSha256),
+            6 => Some(PrfAlg::HmacSha384),
+            7 => Some(PrfAlg::HmacSha512),
+            _ => None,
+        }
+    }
+
+    /// Bytes of output of one invocation.
+    pub const fn output_len(self) -> usize {
+        match self {
+            PrfAlg::HmacSha1 => 20,
+            PrfAlg::HmacSha256 => 32,
+            PrfAlg::HmacSha384 => 48,
+            PrfAlg::HmacSha512 => 64,
+        }
+    }
+
+    /// The preferred key length, which SK_d, SK_pi and SK_pr take
+    /// ([RFC 7296 §2.13](https://www.rfc-editor.org/rfc/rfc7296#section-2.13)): for HMACs, the
+    /// output length ([RFC 4868 §2.2](https://www.rfc-editor.org/rfc/rfc4868#section-2.2)).
+    pub const fn key_len(self) -> usize {
+        self.output_len()
+    }
+}
+
+impl IntegAlg {
+    /// The IANA transform ID (RFC 7296 §3.3.2, type 3).
+    pub const fn id(self) -> u16 {
+        match self {
+            IntegAlg::HmacSha1_96 => 2,
+            IntegAlg::HmacSha256_128 => 12,
+            IntegAlg::HmacSha384_192 => 13,
+            IntegAlg::HmacSha512_256 => 14,
+        }
+    }
+
+    /// The integrity algorithm for a transform ID, if it is one this crate knows.
+    pub const fn from_id(id: u16) -> Option<IntegAlg> {
+        match id {
+            2 => Some(IntegAlg::HmacSha1_96),
+            12 => Some(IntegAlg::HmacSha256_128),
+            13 => Some(IntegAlg::HmacSha384_192),
+            14 => Some(IntegAlg::HmacSha512_256),
+            _ => None,
+        }
+    }
+
+    /// Bytes of key: the hash's output length
+    /// ([RFC 2404 §3](https://www.rfc-editor.org/rfc/rfc2404#section-3),
+    /// [RFC 4868 §2.1.1](https://www.rfc-editor.org/rfc/rfc4868#section-2.1.1)).
+    pub const fn key_len(self) -> usize {
+        match self {
+            IntegAlg::HmacSha1_96 => 20,
+            IntegAlg::HmacSha256_128 => 32,
+            IntegAlg::HmacSha384_192 => 48,
+            IntegAlg::HmacSha512_256 => 64,
+        }
+    }
+
+    /// Bytes of ICV: the HMAC truncated to half its length, 96 bits for SHA-1.
+    pub const fn icv_len(self) -> usize {
+        match self {
+            IntegAlg::HmacSha1_96 => 12,
+            IntegAlg::HmacSha256_128 => 16,
+            IntegAlg::HmacSha384_192 => 24,
+            IntegAlg::HmacSha512_256 => 32,
+        }
+    }
+}
+
+impl DhGroup {
+    /// The IANA transform ID (RFC 7296 §3.3.2, type 4), also the KE payload's DH Group Num.
+    pub const fn id(self) -> u16 {
+        match self {
+            DhGroup::Modp2048 => 14,
+            DhGroup::Modp3072 => 15,
+            DhGroup::Modp4096 => 16,
+            DhGroup::Ecp256 => 19,
+            DhGroup::Ecp384 => 20,
+            DhGroup::Ecp521 => 21,
+            DhGroup::Curve25519 => 31,
+        }
+    }
+
+    /// The group for a transform ID, if it is one this crate knows.
+    pub const fn from_id(id: u16) -> Option<DhGroup> {
+        match id {
+            14 => Some(DhGroup::Modp2048),
+            15 => Some(DhGroup::Modp3072),
+            16 => Some(DhGroup::Modp4096),
+            19 => Some(DhGroup::Ecp256),
+            20 => Some(DhGroup::Ecp384),
+            21 => Some(DhGroup::Ecp521),
+            31 => Some(DhGroup::Curve25519),
+            _ => None,
+        }
+    }
+
+    /// Bytes of public value in a KE payload: the prime's length for MODP
+    /// ([RFC 7296 §3.4](https://www.rfc-editor.org/rfc/rfc7296#section-3.4)), x ‖ y for ECP
+    /// ([RFC 5903 §7](https://www.rfc-editor.org/rfc/rfc5903#section-7)), 32 for Curve25519
+    /// ([RFC 8031 §2](https://www.rfc-editor.org/rfc/rfc8031#section-2)).
+    pub const fn public_len(self) -> usize {
+        match self {
+            DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => 2 * self.shared_len(),
+            _ => self.shared_len(),
+        }
+    }
+
+    /// Bytes of the shared secret g^ir: the prime's length for MODP, the field size for ECP
+    /// (the x coordinate, [RFC 5903 §7](https://www.rfc-editor.org/rfc/rfc5903#section-7)), 32
+    /// for Curve25519.
+    pub const fn shared_len(self) -> usize {
+        match self {
+            DhGroup::Modp2048 => 256,
+            DhGroup::Modp3072 => 384,
+            DhGroup::Modp4096 => 512,
+            DhGroup::Ecp256 => 32,
+            DhGroup::Ecp384 => 48,
+            DhGroup::Ecp521 => 66,
+            DhGroup::Curve25519 => 32,
+        }
+    }
 }
 
 /// Why a cryptographic operation failed.
@@ -127,4 +362,14 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
     /// A fresh private value for `group`.
     fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError>;
+}
+
+/// Every provider compiled in, the default first. Tests run against each of them.
+pub fn providers() -> Vec<&'static dyn CryptoProvider> {
+    vec![&openssl::PROVIDER]
+}
+
+/// The provider to use unless configured otherwise: OpenSSL.
+pub fn default_provider() -> &'static dyn CryptoProvider {
+    &openssl::PROVIDER
 }

@@ -6,15 +6,45 @@
 //! caller decrypts its body with the SA's keys and parses the plaintext with
 //! [`decode_chain`]. [`encode_chain`] writes a payload chain; [`encode`] a whole unencrypted
 //! message. Arbitrary input gives a [`DecodeError`], never a panic.
+//!
+//! Encrypted messages are written in two steps: [`encode_chain`] gives the plaintext that the
+//! caller pads and encrypts, and [`encode_encrypted_prefix`] the bytes in front of the
+//! ciphertext (IKE header and SK/SKF payload header), which are also the integrity check's
+//! (or AEAD's) associated data, exactly as [`Encrypted::authenticated_header`] shows them
+//! when the message is decoded again.
+//!
+//! The decoder is strict about structure (every length, count and substructure must add up;
+//! see [`decode`]) and liberal about values that the state machine judges (unknown payload
+//! types, transform ids, notify types, ID types). Whatever [`encode`] or [`encode_chain`]
+//! accepts decodes back to an equal value; values that cannot be written are an
+//! [`EncodeError`], never truncated.
 
 use core::net::IpAddr;
 
 pub use esprit_esp::ts::TrafficSelector;
 
+mod decode;
+mod encode;
+mod header;
+
+pub use decode::{decode, decode_chain};
+pub use encode::{encode, encode_chain, encode_encrypted_prefix};
+pub use header::IKEV2_VERSION;
+
 /// The fixed header's length.
 pub const HEADER_LEN: usize = 28;
 /// The generic payload header's length.
 pub const PAYLOAD_HEADER_LEN: usize = 4;
+/// The header of an Encrypted Fragment payload: the generic header, Fragment Number and Total
+/// Fragments (RFC 7383 §2.5).
+pub const FRAGMENT_HEADER_LEN: usize = 8;
+/// The most payloads one message (or one decrypted chain) may carry; more is refused as a
+/// likely attack. An IKE_AUTH with certificates, configuration and notifies has about 20.
+pub const MAX_PAYLOADS: usize = 64;
+/// The shortest and longest nonce (RFC 7296 §3.9: 16 to 256 octets).
+pub const NONCE_LEN: core::ops::RangeInclusive<usize> = 16..=256;
+/// The transform attribute type of Key Length, the only one RFC 7296 defines (§3.3.5).
+pub const KEY_LENGTH_ATTRIBUTE: u16 = 14;
 
 /// Exchange types (RFC 7296 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +80,38 @@ impl PayloadType {
     pub const CP: PayloadType = PayloadType(47);
     pub const EAP: PayloadType = PayloadType(48);
     pub const SKF: PayloadType = PayloadType(53);
+
+    /// True for the types this codec decodes into their own [`Payload`] variant or into
+    /// [`Encrypted`] (and for NONE, which ends a chain); all others become
+    /// [`Payload::Unknown`].
+    pub fn is_known(self) -> bool {
+        matches!(self.0, 0 | 33..=48 | 53)
+    }
+
+    /// The payload's name, for error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            PayloadType::NONE => "no next payload",
+            PayloadType::SA => "SA payload",
+            PayloadType::KE => "KE payload",
+            PayloadType::IDI => "IDi payload",
+            PayloadType::IDR => "IDr payload",
+            PayloadType::CERT => "CERT payload",
+            PayloadType::CERTREQ => "CERTREQ payload",
+            PayloadType::AUTH => "AUTH payload",
+            PayloadType::NONCE => "Nonce payload",
+            PayloadType::NOTIFY => "Notify payload",
+            PayloadType::DELETE => "Delete payload",
+            PayloadType::VENDOR_ID => "Vendor ID payload",
+            PayloadType::TSI => "TSi payload",
+            PayloadType::TSR => "TSr payload",
+            PayloadType::SK => "Encrypted payload",
+            PayloadType::CP => "CP payload",
+            PayloadType::EAP => "EAP payload",
+            PayloadType::SKF => "Encrypted Fragment payload",
+            _ => "unknown payload",
+        }
+    }
 }
 
 /// The fixed IKE header (RFC 7296 §3.1).
@@ -304,6 +366,39 @@ pub enum Payload {
     },
 }
 
+impl Payload {
+    /// The payload type number this payload is sent with.
+    pub fn kind(&self) -> PayloadType {
+        match self {
+            Payload::Sa(_) => PayloadType::SA,
+            Payload::Ke { .. } => PayloadType::KE,
+            Payload::IdI(_) => PayloadType::IDI,
+            Payload::IdR(_) => PayloadType::IDR,
+            Payload::Cert { .. } => PayloadType::CERT,
+            Payload::CertReq { .. } => PayloadType::CERTREQ,
+            Payload::Auth { .. } => PayloadType::AUTH,
+            Payload::Nonce(_) => PayloadType::NONCE,
+            Payload::Notify(_) => PayloadType::NOTIFY,
+            Payload::Delete(_) => PayloadType::DELETE,
+            Payload::VendorId(_) => PayloadType::VENDOR_ID,
+            Payload::TsI(_) => PayloadType::TSI,
+            Payload::TsR(_) => PayloadType::TSR,
+            Payload::Cp(_) => PayloadType::CP,
+            Payload::Eap(_) => PayloadType::EAP,
+            Payload::Unknown { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The first unknown payload with the critical bit set, if any: the message must then be
+/// refused with UNSUPPORTED_CRITICAL_PAYLOAD carrying this type (RFC 7296 §2.5, §3.2).
+pub fn unsupported_critical(payloads: &[Payload]) -> Option<PayloadType> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Unknown { kind, critical: true, .. } => Some(*kind),
+        _ => None,
+    })
+}
+
 /// The Encrypted payload of a message, still encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encrypted<'a> {
@@ -326,6 +421,14 @@ pub struct Decoded<'a> {
     /// Payloads before the SK/SKF payload (all of them in an unencrypted message).
     pub payloads: Vec<Payload>,
     pub encrypted: Option<Encrypted<'a>>,
+}
+
+impl Decoded<'_> {
+    /// The first unknown critical payload before the Encrypted payload (see
+    /// [`unsupported_critical`]).
+    pub fn unsupported_critical(&self) -> Option<PayloadType> {
+        unsupported_critical(&self.payloads)
+    }
 }
 
 /// Why bytes are not an IKEv2 message.

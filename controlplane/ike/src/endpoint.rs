@@ -1,0 +1,500 @@
+//! The sans-IO endpoint (quinn's shape): datagrams, timers and data-plane events go in with
+//! [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`] and
+//! [`Endpoint::handle_child_event`]; what to send and install comes out of
+//! [`Endpoint::poll_output`]; [`Endpoint::poll_timeout`] says when to call again. The time
+//! is passed in; randomness and crypto come from the provider.
+
+use core::net::SocketAddr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::IkeConfig;
+use crate::cookie::CookieJar;
+use crate::crypto::CryptoProvider;
+use crate::exchange::auth::InitiatorOptions;
+use crate::exchange::{self, init, ChildEvent};
+use crate::identity;
+use crate::message::{self, ExchangeType};
+use crate::pool::{Pool, PoolError};
+use crate::sa::{ChildInstall, CloseReason, Ctx, Effect, IkeSa, Output, Queued, SaState, Stats};
+
+/// A summary of one IKE SA, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub initiator: bool,
+    pub state: &'static str,
+    pub connection: Option<String>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub nat: bool,
+    pub peer_id: Option<String>,
+    pub vips: Vec<core::net::IpAddr>,
+    pub children: Vec<ChildInfo>,
+}
+
+/// A summary of one CHILD SA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub cookie: u64,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub state: &'static str,
+    pub transform: &'static str,
+    pub local_ts: Vec<crate::ts::TrafficSelector>,
+    pub remote_ts: Vec<crate::ts::TrafficSelector>,
+}
+
+/// The IKEv2 endpoint: every IKE SA of this gateway.
+pub struct Endpoint {
+    cfg: Arc<IkeConfig>,
+    p: &'static dyn CryptoProvider,
+    sas: HashMap<u64, Box<IkeSa>>,
+    /// Half-open SAs by (peer, initiator SPI), to answer retransmitted IKE_SA_INIT requests.
+    half_open: HashMap<(SocketAddr, u64), u64>,
+    /// Which IKE SA each CHILD SA (cookie) belongs to.
+    children: HashMap<u64, u64>,
+    pools: Vec<Pool>,
+    cookies: CookieJar,
+    out: VecDeque<Output>,
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_cookie: u64,
+    start: Instant,
+    start_unix: i64,
+    pub stats: Stats,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("ike_sas", &self.sas.len()).field("stats", &self.stats).finish()
+    }
+}
+
+/// Why an endpoint could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+fn state_name(s: &SaState) -> &'static str {
+    match s {
+        SaState::InitSent { .. } => "connecting",
+        SaState::AwaitingAuth => "half-open",
+        SaState::AuthSent => "authenticating",
+        SaState::Established => "established",
+        SaState::Rekeyed => "rekeyed",
+        SaState::Deleting => "deleting",
+    }
+}
+
+impl Endpoint {
+    /// An endpoint at time `now`, whose wall clock reads `unix_now` seconds then.
+    pub fn new(
+        cfg: Arc<IkeConfig>,
+        p: &'static dyn CryptoProvider,
+        now: Instant,
+        unix_now: i64,
+    ) -> Result<Endpoint, EndpointError> {
+        let pools = cfg.pools.iter().map(|(n, s)| Pool::new(n, s)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Endpoint {
+            cookies: CookieJar::new(p, now),
+            cfg,
+            p,
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            children: HashMap::new(),
+            pools,
+            out: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            next_cookie: 0,
+            start: now,
+            start_unix: unix_now,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &Arc<IkeConfig> {
+        &self.cfg
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should be called next.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, spi))) = self.timers.peek().copied() {
+            if self.sas.get(&spi).is_some_and(|sa| sa.scheduled == Some(t)) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    fn with_sa<R>(&mut self, spi: u64, now: Instant, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+        let unix = self.start_unix + now.saturating_duration_since(self.start).as_secs() as i64;
+        let sa = self.sas.get_mut(&spi)?;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            p: self.p,
+            out: &mut self.out,
+            pools: &mut self.pools,
+            next_cookie: &mut self.next_cookie,
+            stats: &mut self.stats,
+            now,
+            unix,
+        };
+        Some(f(sa, &mut ctx))
+    }
+
+    fn ctx_new_sa<R>(&mut self, now: Instant, f: impl FnOnce(&mut Ctx<'_>, &mut CookieJar) -> R) -> R {
+        let unix = self.start_unix + now.saturating_duration_since(self.start).as_secs() as i64;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            p: self.p,
+            out: &mut self.out,
+            pools: &mut self.pools,
+            next_cookie: &mut self.next_cookie,
+            stats: &mut self.stats,
+            now,
+            unix,
+        };
+        f(&mut ctx, &mut self.cookies)
+    }
+
+    /// A datagram addressed to us (`data` without the non-ESP marker).
+    pub fn handle_datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        self.stats.rx_datagrams += 1;
+        let d = match message::decode(data) {
+            Ok(d) => d,
+            Err(_) => {
+                self.stats.rx_undecodable += 1;
+                return;
+            }
+        };
+        let h = d.header;
+        let ours = if h.initiator { h.spi_r } else { h.spi_i };
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.response && h.spi_r == 0 && h.message_id == 0 {
+            self.new_responder_sa(now, local, remote, data, &d);
+            return;
+        }
+        if !self.sas.contains_key(&ours) {
+            self.stats.rx_unknown_spi += 1;
+            return;
+        }
+        let effects = self
+            .with_sa(ours, now, |sa, ctx| exchange::on_message(sa, ctx, local, remote, data, &d))
+            .unwrap_or_default();
+        self.apply(now, ours, effects);
+    }
+
+    fn new_responder_sa(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        raw: &[u8],
+        d: &message::Decoded<'_>,
+    ) {
+        let h = d.header;
+        if let Some(spi) = self.half_open.get(&(remote, h.spi_i)).copied() {
+            // A retransmitted request: the same answer (§2.1).
+            let same = self.sas.get(&spi).is_some_and(|sa| sa.init_req == raw);
+            if same {
+                self.with_sa(spi, now, |sa, ctx| sa.resend_reply(ctx));
+            }
+            return;
+        }
+        let candidates: Vec<usize> = self
+            .cfg
+            .connections
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.local_addrs.is_empty() || c.local_addrs.contains(&local.ip()))
+            .map(|(i, _)| i)
+            .collect();
+        if candidates.is_empty() || self.sas.len() >= self.cfg.max_ike_sas {
+            self.stats.rx_dropped += 1;
+            return;
+        }
+        let cookie_required = self.half_open.len() >= self.cfg.cookie_threshold;
+        let spi = loop {
+            let mut b = [0u8; 8];
+            self.p.fill_random(&mut b);
+            let s = u64::from_be_bytes(b);
+            if s != 0 && !self.sas.contains_key(&s) {
+                break s;
+            }
+        };
+        let outcome = self.ctx_new_sa(now, |ctx, jar| {
+            init::respond(ctx, candidates, local, remote, raw, d, jar, cookie_required, spi)
+        });
+        match outcome {
+            init::InitOutcome::Sa(sa) => {
+                self.half_open.insert((remote, h.spi_i), spi);
+                self.insert(now, sa);
+            }
+            init::InitOutcome::Reply(bytes) => {
+                self.stats.tx_datagrams += 1;
+                self.out.push_back(Output::Send(crate::sa::Datagram {
+                    local,
+                    remote,
+                    marker: local.port() != 500,
+                    data: bytes,
+                }));
+            }
+            init::InitOutcome::Drop => self.stats.rx_dropped += 1,
+        }
+    }
+
+    fn insert(&mut self, now: Instant, sa: Box<IkeSa>) {
+        let spi = sa.spi;
+        for c in &sa.children {
+            self.children.insert(c.cookie, spi);
+        }
+        self.sas.insert(spi, sa);
+        self.index_outputs();
+        self.reschedule(now, spi);
+    }
+
+    /// Keeps the cookie → IKE SA index in step with what was installed and removed.
+    fn index_outputs(&mut self) {
+        for o in &self.out {
+            match o {
+                Output::Install(i) => {
+                    self.children.insert(i.cookie, i.ike_spi);
+                }
+                Output::Remove { cookie, .. } => {
+                    self.children.remove(cookie);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reschedule(&mut self, now: Instant, spi: u64) {
+        let Some(sa) = self.sas.get_mut(&spi) else { return };
+        let next = sa.next_timer(&self.cfg).map(|t| t.max(now));
+        if next != sa.scheduled {
+            sa.scheduled = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, spi)));
+            }
+        }
+    }
+
+    fn apply(&mut self, now: Instant, spi: u64, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Gone(s) => {
+                    if let Some(sa) = self.sas.remove(&s) {
+                        self.half_open.remove(&(sa.remote, sa.spi_i));
+                        for c in &sa.children {
+                            self.children.remove(&c.cookie);
+                        }
+                    }
+                }
+                Effect::NewSa(sa) => {
+                    let new = sa.spi;
+                    let queued = !sa.queue.is_empty();
+                    self.insert(now, sa);
+                    if queued {
+                        // A new SA born with work to do (the loser of a rekey collision
+                        // deletes itself).
+                        let more = self.with_sa(new, now, exchange::drive).unwrap_or_default();
+                        self.apply(now, new, more);
+                    }
+                    self.reschedule(now, new);
+                }
+                Effect::MoveTo(to) => {
+                    let moved = self
+                        .sas
+                        .get_mut(&spi)
+                        .map(|old| (std::mem::take(&mut old.children), std::mem::take(&mut old.vips)));
+                    if let (Some((children, vips)), Some(new)) = (moved, self.sas.get_mut(&to)) {
+                        for c in &children {
+                            self.children.insert(c.cookie, to);
+                        }
+                        new.children.extend(children);
+                        new.vips.extend(vips);
+                        for p in &mut self.pools {
+                            p.transfer(spi, to);
+                        }
+                    }
+                }
+                Effect::InitialContact { id, connection, keep } => {
+                    let doomed: Vec<u64> = self
+                        .sas
+                        .values()
+                        .filter(|sa| {
+                            sa.spi != keep
+                                && sa.conn == Some(connection)
+                                && sa.peer.as_ref().is_some_and(|p| identity::same_identity(&p.id, &id))
+                        })
+                        .map(|sa| sa.spi)
+                        .collect();
+                    for d in doomed {
+                        self.with_sa(d, now, |sa, ctx| sa.teardown(ctx, CloseReason::Replaced));
+                        self.apply(now, d, vec![Effect::Gone(d)]);
+                    }
+                }
+            }
+        }
+        if let Some(sa) = self.sas.get(&spi) {
+            if matches!(sa.state, SaState::Established | SaState::Rekeyed | SaState::Deleting) {
+                let key = (sa.remote, sa.spi_i);
+                if self.half_open.get(&key) == Some(&spi) && sa.is_established() {
+                    self.half_open.remove(&key);
+                }
+            }
+        }
+        self.index_outputs();
+        let spis: Vec<u64> =
+            self.sas.keys().copied().filter(|s| *s == spi || self.sas[s].scheduled.is_none()).collect();
+        for s in spis {
+            self.reschedule(now, s);
+        }
+        self.reschedule(now, spi);
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, spi))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let due = self.sas.get(&spi).is_some_and(|sa| sa.scheduled == Some(t));
+            if !due {
+                continue;
+            }
+            if let Some(sa) = self.sas.get_mut(&spi) {
+                sa.scheduled = None;
+            }
+            let effects = self.with_sa(spi, now, exchange::on_timer).unwrap_or_default();
+            self.apply(now, spi, effects);
+        }
+    }
+
+    /// A data-plane event about the CHILD SA `cookie`.
+    pub fn handle_child_event(&mut self, now: Instant, cookie: u64, ev: ChildEvent) {
+        let Some(spi) = self.children.get(&cookie).copied() else { return };
+        let effects =
+            self.with_sa(spi, now, |sa, ctx| exchange::on_child_event(sa, ctx, cookie, ev)).unwrap_or_default();
+        self.apply(now, spi, effects);
+    }
+
+    /// Initiates an IKE SA for connection `conn` (by index) from `local` to `remote`.
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        conn: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+        opts: InitiatorOptions,
+    ) -> Option<u64> {
+        let sa = self.ctx_new_sa(now, |ctx, _| init::start(ctx, conn, local, remote, opts))?;
+        let spi = sa.spi;
+        self.insert(now, sa);
+        Some(spi)
+    }
+
+    /// Closes an IKE SA with a Delete (operator's `terminate`).
+    pub fn terminate(&mut self, now: Instant, spi: u64) -> bool {
+        let found = self
+            .with_sa(spi, now, |sa, ctx| {
+                sa.queue.clear();
+                sa.enqueue(Queued::DeleteIke);
+                exchange::drive(sa, ctx)
+            })
+            .map(|e| {
+                self.apply(now, spi, e);
+            });
+        found.is_some()
+    }
+
+    /// Starts rekeying an IKE SA now (operators, tests).
+    pub fn rekey_ike(&mut self, now: Instant, spi: u64) -> bool {
+        let r = self.with_sa(spi, now, |sa, ctx| {
+            sa.enqueue(Queued::RekeyIke);
+            exchange::drive(sa, ctx)
+        });
+        r.map(|e| self.apply(now, spi, e)).is_some()
+    }
+
+    /// Starts rekeying a CHILD SA now (operators, tests).
+    pub fn rekey_child(&mut self, now: Instant, cookie: u64) -> bool {
+        self.handle_child_event(now, cookie, ChildEvent::SoftLifetime);
+        self.children.contains_key(&cookie)
+    }
+
+    /// Every IKE SA, for listings.
+    pub fn list(&self) -> Vec<IkeSaInfo> {
+        let mut v: Vec<IkeSaInfo> = self
+            .sas
+            .values()
+            .map(|sa| IkeSaInfo {
+                spi_i: sa.spi_i,
+                spi_r: sa.spi_r,
+                initiator: sa.initiator,
+                state: state_name(&sa.state),
+                connection: sa.connection(&self.cfg).map(|c| c.name.clone()),
+                local: sa.local,
+                remote: sa.remote,
+                nat: sa.nat,
+                peer_id: sa.peer.as_ref().map(|p| identity::display_identity(&p.id)),
+                vips: sa.vips.clone(),
+                children: sa
+                    .children
+                    .iter()
+                    .map(|c| {
+                        let st = match c.state {
+                            crate::sa::ChildState::Installed => "installed",
+                            crate::sa::ChildState::Rekeying => "rekeying",
+                            crate::sa::ChildState::Rekeyed { .. } => "rekeyed",
+                            crate::sa::ChildState::Deleting => "deleting",
+                        };
+                        ChildInfo {
+                            cookie: c.cookie,
+                            spi_in: c.spi_in,
+                            spi_out: c.spi_out,
+                            state: st,
+                            transform: c.transform.name(),
+                            local_ts: c.local_ts.clone(),
+                            remote_ts: c.remote_ts.clone(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        v.sort_by_key(|i| (i.spi_i, i.spi_r));
+        v
+    }
+
+    /// Every CHILD SA as installed (to refill a restarted data plane), routed or not.
+    pub fn installed(&self) -> Vec<ChildInstall> {
+        self.sas.values().flat_map(|sa| sa.children.iter().map(|c| (*c.install).clone())).collect()
+    }
+
+    /// IKE SAs, half-open included.
+    pub fn ike_sa_count(&self) -> usize {
+        self.sas.len()
+    }
+
+    /// Half-open IKE SAs.
+    pub fn half_open_count(&self) -> usize {
+        self.half_open.len()
+    }
+
+    /// (pool name, in use, size) of each pool.
+    pub fn pool_usage(&self) -> Vec<(String, usize, u128)> {
+        self.pools.iter().map(|p| (p.name().to_string(), p.in_use(), p.size())).collect()
+    }
+}
