@@ -15,6 +15,9 @@ use esprit_esp::proposal::layout_for_name;
 #[derive(Parser, Debug)]
 #[command(name = "espritctl", version, about = "Operate the Esprit IPsec concentrator")]
 struct Cli {
+    /// esprit-ike's control socket (`ctl_socket` of its configuration).
+    #[arg(long, global = true, default_value = "/run/esprit/esprit-ike.sock")]
+    socket: std::path::PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,6 +42,30 @@ enum Cmd {
         /// Print only the number.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// List IKE SAs and their CHILD SAs (like `swanctl --list-sas`): peer, NAT mapping,
+    /// identity, virtual IPs, proposals, SPIs, traffic selectors, packets and bytes.
+    #[command(alias = "ike-sas")]
+    ListSas {
+        /// Print esprit-ike's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the configured connections.
+    ListConns {
+        #[arg(long)]
+        json: bool,
+    },
+    /// esprit-ike's counters.
+    Stats,
+    /// Delete an IKE SA (and its CHILD SAs), telling the peer.
+    Terminate {
+        /// The IKE SA's initiator or responder SPI, in hex (as list-sas prints it).
+        #[arg(long, conflicts_with = "peer")]
+        ike: Option<String>,
+        /// Every IKE SA of this peer identity.
+        #[arg(long)]
+        peer: Option<String>,
     },
     /// Print the data plane's counters from its stats segment (/dev/shm/esprit-NAME-stats):
     /// totals over worker lcores, and with --sa every SA's counters.
@@ -104,15 +131,133 @@ fn dataplane_stats(instance: &str, sa: bool, all: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// One request to esprit-ike, its `ok` answer.
+fn ask(socket: &std::path::Path, req: serde_json::Value) -> Result<serde_json::Value, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("cannot reach esprit-ike at {}: {e} (is it running? --socket)", socket.display()))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    let mut line = req.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).map_err(|e| format!("no answer from esprit-ike: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| format!("bad answer from esprit-ike: {e}"))?;
+    if let Some(e) = v.get("error") {
+        return Err(e.as_str().unwrap_or("error").to_string());
+    }
+    Ok(v.get("ok").cloned().unwrap_or_default())
+}
+
+fn str_of(v: &serde_json::Value, k: &str) -> String {
+    match v.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(x) => x.to_string(),
+    }
+}
+
+fn list_of(v: &serde_json::Value, k: &str) -> String {
+    v.get(k).and_then(|x| x.as_array()).map_or_else(String::new, |a| {
+        a.iter().map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string)).collect::<Vec<_>>().join(" ")
+    })
+}
+
+fn print_sas(sas: &serde_json::Value) {
+    let Some(sas) = sas.as_array() else { return };
+    if sas.is_empty() {
+        println!("no IKE SAs");
+    }
+    for s in sas {
+        let nat = if s.get("nat").and_then(|x| x.as_bool()) == Some(true) { ", NAT detected" } else { "" };
+        println!(
+            "{}: #{}_i {}_r, {}",
+            str_of(s, "connection"),
+            str_of(s, "spi_i"),
+            str_of(s, "spi_r"),
+            str_of(s, "state").to_uppercase()
+        );
+        println!("  local  {}", str_of(s, "local"));
+        println!("  remote {} [{}]{nat}", str_of(s, "remote"), str_of(s, "peer_id"));
+        let vips = list_of(s, "vips");
+        if !vips.is_empty() {
+            println!("  virtual IPs {vips}");
+        }
+        for c in s.get("children").and_then(|x| x.as_array()).into_iter().flatten() {
+            let encap = if c.get("encap").and_then(|x| x.as_bool()) == Some(true) { " in UDP" } else { "" };
+            println!(
+                "  child #{}: {}, ESP{encap} SPIs: {}_i {}_o, {}",
+                str_of(c, "cookie"),
+                str_of(c, "state").to_uppercase(),
+                str_of(c, "spi_in"),
+                str_of(c, "spi_out"),
+                str_of(c, "proposal")
+            );
+            println!("    in  {} bytes, {} packets", str_of(c, "bytes_in"), str_of(c, "packets_in"));
+            println!("    out {} bytes, {} packets", str_of(c, "bytes_out"), str_of(c, "packets_out"));
+            println!("    local  {}", list_of(c, "local_ts"));
+            println!("    remote {}", list_of(c, "remote_ts"));
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().cmd {
-        Cmd::DataplaneStats { instance, sa, all } => match dataplane_stats(&instance, sa, all) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("espritctl: {e}");
-                ExitCode::from(1)
+    let cli = Cli::parse();
+    let socket = cli.socket;
+    let done = |r: Result<(), String>| match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("espritctl: {e}");
+            ExitCode::from(1)
+        }
+    };
+    match cli.cmd {
+        Cmd::ListSas { json } => done(ask(&socket, serde_json::json!({"cmd": "list-sas"})).map(|v| {
+            if json {
+                println!("{v}");
+            } else {
+                print_sas(&v);
             }
-        },
+        })),
+        Cmd::ListConns { json } => done(ask(&socket, serde_json::json!({"cmd": "list-conns"})).map(|v| {
+            if json {
+                println!("{v}");
+            } else {
+                for c in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}: {} [{}] <-> [{}]",
+                        str_of(c, "name"),
+                        list_of(c, "local_addrs"),
+                        str_of(c, "local_id"),
+                        str_of(c, "remote_id")
+                    );
+                    println!("  IKE  {}", list_of(c, "ike_proposals"));
+                    println!("  ESP  {}", list_of(c, "esp_proposals"));
+                    println!("  local_ts {}", list_of(c, "local_ts"));
+                    println!(
+                        "  dpd_delay {}s, IKE rekey {}s, CHILD rekey {}s",
+                        str_of(c, "dpd_delay"),
+                        str_of(c, "ike_rekey"),
+                        str_of(c, "child_rekey")
+                    );
+                }
+            }
+        })),
+        Cmd::Stats => done(ask(&socket, serde_json::json!({"cmd": "stats"})).map(|v| {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        })),
+        Cmd::Terminate { ike, peer } => {
+            let req = match (ike, peer) {
+                (Some(s), _) => serde_json::json!({"cmd": "terminate", "ike": s}),
+                (None, Some(p)) => serde_json::json!({"cmd": "terminate", "peer": p}),
+                (None, None) => {
+                    eprintln!("espritctl: terminate needs --ike SPI or --peer ID");
+                    return ExitCode::from(2);
+                }
+            };
+            done(ask(&socket, req).map(|v| println!("terminated {} IKE SA(s)", str_of(&v, "terminated"))))
+        }
+        Cmd::DataplaneStats { instance, sa, all } => done(dataplane_stats(&instance, sa, all)),
         Cmd::Mtu { proposal, encap, outer_mtu, ipv6, quiet } => {
             let layout = match layout_for_name(&proposal) {
                 Ok(l) => l,

@@ -249,6 +249,13 @@ struct Raw {
     sa: Vec<S<RawSa>>,
     #[serde(default)]
     policy: Vec<S<RawPolicy>>,
+    // esprit-ike's sections (the same file may configure both processes).
+    #[serde(default, rename = "ike")]
+    _ike: Option<toml::Value>,
+    #[serde(default, rename = "pool")]
+    _pool: Option<toml::Value>,
+    #[serde(default, rename = "connection")]
+    _connection: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,156 @@
+//! Between the IKE endpoint and the data plane's ring: what the state machine outputs
+//! becomes ring messages, what the data plane reports becomes endpoint input, and a mirror
+//! of what the data plane holds (pairs and which pair each policy points at) lets a
+//! restarted data plane be refilled and keeps a policy from being deleted by a pair that no
+//! longer owns it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use esprit_ikev2::{ChildEvent, ChildInstall, Output};
+use esprit_ring::message::{
+    AddSa, DeleteSa, KeyBytes, Lifetime, Message, Policy, SaDirection, SaEventKind, SetPeer, Transmit, UdpEncap,
+};
+use esprit_ring::message::{DfMode, Endpoint as RingEndpoint, IpCidr};
+
+pub fn endpoint(a: SocketAddr) -> RingEndpoint {
+    RingEndpoint { addr: a.ip(), port: a.port() }
+}
+
+pub fn socket(e: RingEndpoint) -> SocketAddr {
+    SocketAddr::new(e.addr, e.port)
+}
+
+/// What the data plane holds, as the control plane put it there.
+#[derive(Debug, Default)]
+pub struct Mirror {
+    pub pairs: HashMap<u64, ChildInstall>,
+    /// (our side, their side) → cookie of the pair the policy points at.
+    pub policies: BTreeMap<(IpCidr, IpCidr), u64>,
+}
+
+fn add_sa(c: &ChildInstall, dir: SaDirection) -> Message {
+    let (spi, keys) = match dir {
+        SaDirection::In => (c.spi_in, &c.keys_in),
+        SaDirection::Out => (c.spi_out, &c.keys_out),
+    };
+    Message::AddSa(Box::new(AddSa {
+        cookie: c.cookie,
+        direction: dir,
+        spi,
+        transform: c.transform,
+        enc_key: KeyBytes::new(&keys.enc),
+        int_key: KeyBytes::new(&keys.int),
+        local: c.local.ip(),
+        remote: c.remote.ip(),
+        encap: c.encap.then(|| UdpEncap { local_port: c.local.port(), remote_port: c.remote.port() }),
+        esn: c.esn,
+        replay_window: if dir == SaDirection::In { c.replay_window } else { 0 },
+        local_ts: c.local_ts.clone(),
+        remote_ts: c.remote_ts.clone(),
+        df: DfMode::Copy,
+        lifetime: Lifetime {
+            soft_secs: c.soft_secs,
+            hard_secs: c.hard_secs,
+            // Idleness is what dead peer detection asks about: inbound only.
+            idle_secs: if dir == SaDirection::In { c.idle_secs } else { 0 },
+            ..Lifetime::default()
+        },
+        initial_seq: 0,
+    }))
+}
+
+impl Mirror {
+    /// The ring messages for one endpoint output (none for events).
+    pub fn translate(&mut self, o: &Output) -> Vec<Message> {
+        let mut v = Vec::new();
+        match o {
+            Output::Send(d) => v.push(Message::Transmit(Transmit {
+                src: endpoint(d.local),
+                dst: endpoint(d.remote),
+                non_esp_marker: d.marker,
+                payload: d.data.clone(),
+            })),
+            Output::Install(c) => {
+                // Inbound first: the peer may use the pair as soon as it has the response.
+                v.push(add_sa(c, SaDirection::In));
+                v.push(add_sa(c, SaDirection::Out));
+                if c.route {
+                    for &(src, dst) in &c.policies {
+                        self.policies.insert((src, dst), c.cookie);
+                        v.push(Message::AddPolicy(Policy { src, dst, spi_out: c.spi_out }));
+                    }
+                }
+                self.pairs.insert(c.cookie, (**c).clone());
+            }
+            Output::Route { cookie, spi_out, policies } => {
+                for &(src, dst) in policies {
+                    self.policies.insert((src, dst), *cookie);
+                    v.push(Message::AddPolicy(Policy { src, dst, spi_out: *spi_out }));
+                }
+            }
+            Output::Remove { cookie, spi_in, spi_out, unroute } => {
+                // Only the policies this pair still owns: another pair (a rekey, a client that
+                // reconnected with INITIAL_CONTACT) may have taken them over.
+                for &(src, dst) in unroute {
+                    if self.policies.get(&(src, dst)) == Some(cookie) {
+                        self.policies.remove(&(src, dst));
+                        v.push(Message::DeletePolicy(Policy { src, dst, spi_out: *spi_out }));
+                    }
+                }
+                // Policies left pointing at this pair would black-hole: drop them too.
+                let stale: Vec<_> = self.policies.iter().filter(|(_, c)| *c == cookie).map(|(k, _)| *k).collect();
+                for (src, dst) in stale {
+                    self.policies.remove(&(src, dst));
+                    v.push(Message::DeletePolicy(Policy { src, dst, spi_out: *spi_out }));
+                }
+                v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::Out, spi: *spi_out }));
+                v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::In, spi: *spi_in }));
+                self.pairs.remove(cookie);
+            }
+            Output::UpdatePeer { cookie, spi_in, spi_out, remote } => {
+                if let Some(p) = self.pairs.get_mut(cookie) {
+                    p.remote = *remote;
+                }
+                v.push(Message::SetPeer(SetPeer { spi_in: *spi_in, spi_out: *spi_out, endpoint: endpoint(*remote) }));
+            }
+            Output::Event(_) => {}
+        }
+        v
+    }
+
+    /// Refills a data plane that (re)started empty. Outbound SAs are not re-installed: the
+    /// control plane does not know which sequence numbers the old data plane used, and
+    /// reusing one would repeat a GCM nonce. Inbound SAs and the policies come back (a
+    /// policy without its SA drops, it never sends in clear), and every pair is rekeyed at
+    /// once (the caller asks the endpoint); the new pairs replace them within a round trip.
+    pub fn refill(&self, keepalive: Option<u32>) -> (Vec<Message>, Vec<u64>) {
+        let mut v = vec![Message::Flush];
+        if let Some(k) = keepalive {
+            v.push(Message::SetKeepalive { interval_secs: k });
+        }
+        let mut cookies: Vec<u64> = self.pairs.keys().copied().collect();
+        cookies.sort_unstable();
+        for c in &cookies {
+            v.push(add_sa(&self.pairs[c], SaDirection::In));
+        }
+        for (&(src, dst), c) in &self.policies {
+            if let Some(p) = self.pairs.get(c) {
+                v.push(Message::AddPolicy(Policy { src, dst, spi_out: p.spi_out }));
+            }
+        }
+        v.push(Message::SyncDone);
+        (v, cookies)
+    }
+}
+
+/// The endpoint's view of a data-plane SA event.
+pub fn child_event(kind: SaEventKind) -> ChildEvent {
+    match kind {
+        SaEventKind::SoftLifetime => ChildEvent::SoftLifetime,
+        SaEventKind::HardLifetime => ChildEvent::HardLifetime,
+        SaEventKind::SeqNearExhaustion => ChildEvent::SeqNearExhaustion,
+        SaEventKind::NatMappingChanged { endpoint } => ChildEvent::NatMappingChanged(socket(endpoint)),
+        SaEventKind::Idle { seconds } => ChildEvent::Idle(seconds),
+    }
+}

@@ -1,0 +1,428 @@
+//! The daemon's core: one thread owns the IKE endpoint and the data plane's ring, and runs
+//! datagrams, data-plane events, timers and espritctl requests through it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use esprit_ikev2::{Endpoint, Event, IkeSaInfo, Output};
+use esprit_ring::message::{Message, SaDirection};
+use esprit_ring::region::{Channel, RegionOptions, Side};
+use esprit_ring::{Receiver, Sender, StatsReader};
+use serde_json::{json, Value};
+
+use crate::bridge::{self, Mirror};
+use crate::config::Config;
+use crate::ctl::Request;
+
+/// Messages that could not be sent yet (ring full) wait here: no SA update is ever lost.
+/// IKE datagrams beyond this many are dropped (IKE retransmits).
+const MAX_WAITING_TRANSMITS: usize = 4096;
+
+/// The daemon's own counters.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub punts: u64,
+    pub sa_events: u64,
+    pub ring_errors: u64,
+    pub apply_errors: u64,
+    pub hellos: u64,
+    pub transmits_dropped: u64,
+}
+
+pub struct Core {
+    cfg: Config,
+    ep: Endpoint,
+    mirror: Mirror,
+    tx: Sender,
+    rx: Receiver,
+    waiting: VecDeque<Message>,
+    ctl: mpsc::Receiver<Request>,
+    stats_path: std::path::PathBuf,
+    stats: Option<StatsReader>,
+    pub counters: Counters,
+    started: Instant,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Attaches to the data plane's control ring (waiting up to `wait` for it to appear).
+pub fn attach(ring: &str, wait: Duration) -> Result<Channel, String> {
+    let path = esprit_ring::shm_path(ring).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match Channel::attach(&path, Side::Control, &RegionOptions::default()) {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("cannot attach to the data plane's ring {}: {e}", path.display()))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+impl Core {
+    pub fn new(cfg: Config, ch: Channel, ctl: mpsc::Receiver<Request>) -> Result<Core, String> {
+        let now = Instant::now();
+        let ep = Endpoint::new(cfg.ike.clone(), esprit_ikev2::crypto::default_provider(), now, unix_now())
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = ch.split();
+        let ring = esprit_ring::shm_path(&cfg.daemon.ring).map_err(|e| e.to_string())?;
+        let stats_path = std::path::PathBuf::from(format!("{}-stats", ring.display()));
+        let mut core = Core {
+            cfg,
+            ep,
+            mirror: Mirror::default(),
+            tx,
+            rx,
+            waiting: VecDeque::new(),
+            ctl,
+            stats_path,
+            stats: None,
+            counters: Counters::default(),
+            started: now,
+        };
+        // We start with no IKE SA: whatever a previous esprit-ike left in the data plane has
+        // no keys to rekey it or peers to answer; clear it.
+        let (msgs, _) = core.mirror.refill(core.cfg.daemon.keepalive);
+        core.waiting.extend(msgs);
+        Ok(core)
+    }
+
+    /// Runs until `stop` is set, then deletes every IKE SA (telling the peers) and returns.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            self.turn(Duration::from_millis(5));
+        }
+        let now = Instant::now();
+        let spis: Vec<u64> = self.ep.list().iter().filter(|s| s.state == "established").map(our_spi).collect();
+        for s in &spis {
+            self.ep.terminate(now, *s);
+        }
+        // A moment for the Deletes to leave and be answered.
+        let end = Instant::now() + Duration::from_millis(if spis.is_empty() { 0 } else { 500 });
+        while Instant::now() < end {
+            self.turn(Duration::from_millis(5));
+        }
+        self.flush_outputs();
+        self.send_waiting(Duration::from_millis(200));
+        tracing::info!(ike_sas = spis.len(), "esprit-ike stopped");
+    }
+
+    /// One turn: input (waiting at most `max_wait`), timers, requests, output.
+    pub fn turn(&mut self, max_wait: Duration) {
+        let now = Instant::now();
+        let wait = self.ep.poll_timeout().map_or(max_wait, |t| t.saturating_duration_since(now).min(max_wait));
+        let first = if self.waiting.is_empty() { self.rx.recv_timeout(wait) } else { self.rx.try_recv() };
+        let mut next = first;
+        let mut n = 0;
+        loop {
+            match next {
+                Ok(Some(r)) => self.on_message(r.message),
+                Ok(None) => break,
+                Err(e) => {
+                    self.counters.ring_errors += 1;
+                    tracing::warn!(error = %e, "undecodable message from the data plane, skipped");
+                }
+            }
+            n += 1;
+            if n >= 256 {
+                break;
+            }
+            next = self.rx.try_recv();
+        }
+        self.ep.handle_timeout(Instant::now());
+        while let Ok(req) = self.ctl.try_recv() {
+            let answer = self.request(&req.body);
+            let _ = req.reply.send(answer);
+        }
+        self.flush_outputs();
+        self.send_waiting(Duration::ZERO);
+        if self.waiting.len() > 1 && self.rx.region().peer().alive {
+            // The ring is full: give the data plane a moment rather than spin.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn on_message(&mut self, m: Message) {
+        let now = Instant::now();
+        match m {
+            Message::Punt(p) => {
+                self.counters.punts += 1;
+                self.ep.handle_datagram(now, bridge::socket(p.dst), bridge::socket(p.src), &p.payload);
+            }
+            Message::SaEvent(e) => {
+                self.counters.sa_events += 1;
+                tracing::debug!(cookie = e.cookie, spi = format_args!("{:08x}", e.spi), kind = ?e.kind, "data-plane SA event");
+                self.ep.handle_child_event(now, e.cookie, bridge::child_event(e.kind));
+            }
+            Message::Hello(h) => {
+                self.counters.hellos += 1;
+                let (msgs, cookies) = self.mirror.refill(self.cfg.daemon.keepalive);
+                tracing::info!(
+                    generation = h.generation,
+                    pairs = cookies.len(),
+                    "data plane (re)started: refilled with inbound SAs and policies, rekeying every CHILD SA"
+                );
+                // What waited was for the previous data plane; the refill supersedes it.
+                self.waiting.retain(|m| matches!(m, Message::Transmit(_)));
+                self.waiting.extend(msgs);
+                for c in cookies {
+                    self.ep.rekey_child(now, c);
+                }
+            }
+            Message::Error(e) => {
+                self.counters.apply_errors += 1;
+                // A pair deleted after a data-plane restart has no outbound SA: expected.
+                let expected = e.about.kind == esprit_ring::MessageKind::DeleteSa
+                    && e.code == esprit_ring::message::ErrorCode::NotFound;
+                if expected {
+                    tracing::debug!(about = ?e.about, reason = %e.reason, "data plane: nothing to delete");
+                } else {
+                    tracing::warn!(about = ?e.about, code = ?e.code, reason = %e.reason, "data plane refused a control message");
+                }
+            }
+            Message::Ack(_) => {}
+            other => {
+                self.counters.ring_errors += 1;
+                tracing::warn!(kind = %other.kind(), "unexpected message from the data plane");
+            }
+        }
+    }
+
+    fn flush_outputs(&mut self) {
+        while let Some(o) = self.ep.poll_output() {
+            if let Output::Event(e) = &o {
+                log_event(e);
+            }
+            let msgs = self.mirror.translate(&o);
+            self.waiting.extend(msgs);
+        }
+    }
+
+    fn send_waiting(&mut self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while let Some(m) = self.waiting.front() {
+            let r = if patience.is_zero() {
+                self.tx.try_send(m)
+            } else {
+                self.tx.send_timeout(m, deadline.saturating_duration_since(Instant::now()))
+            };
+            match r {
+                Ok(()) => {
+                    self.waiting.pop_front();
+                }
+                Err(esprit_ring::SendError::Full | esprit_ring::SendError::Timeout(_)) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, kind = %m.kind(), "cannot encode a control message; dropped");
+                    self.waiting.pop_front();
+                }
+            }
+        }
+        let transmits = self.waiting.iter().filter(|m| matches!(m, Message::Transmit(_))).count();
+        if transmits > MAX_WAITING_TRANSMITS {
+            let mut extra = transmits - MAX_WAITING_TRANSMITS;
+            self.waiting.retain(|m| {
+                if extra > 0 && matches!(m, Message::Transmit(_)) {
+                    extra -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.counters.transmits_dropped += (transmits - MAX_WAITING_TRANSMITS) as u64;
+        }
+    }
+
+    /// Per-SA counters from the data plane's stats segment: (direction, SPI) → (packets, bytes).
+    fn sa_counters(&mut self) -> HashMap<(SaDirection, u32), (u64, u64)> {
+        let mut m = HashMap::new();
+        if self.stats.as_ref().is_none_or(|s| !s.writer_alive()) {
+            self.stats = StatsReader::open(&self.stats_path).ok();
+        }
+        let Some(r) = &self.stats else { return m };
+        let ids: Option<Vec<_>> = ["spi", "direction", "packets", "bytes"].iter().map(|n| r.sa_counter(n)).collect();
+        let Some(ids) = ids else { return m };
+        let block = r.lcores().saturating_sub(1);
+        for slot in 0..r.max_sa() as u32 {
+            let spi = r.sa_get(block, slot, ids[0]);
+            if spi == 0 {
+                continue;
+            }
+            let dir = if r.sa_get(block, slot, ids[1]) == 0 { SaDirection::In } else { SaDirection::Out };
+            m.insert((dir, spi as u32), (r.sa_total(slot, ids[2]), r.sa_total(slot, ids[3])));
+        }
+        m
+    }
+
+    fn request(&mut self, body: &Value) -> Value {
+        let now = Instant::now();
+        match body.get("cmd").and_then(Value::as_str) {
+            Some("list-sas") => {
+                let counters = self.sa_counters();
+                let sas: Vec<Value> = self.ep.list().iter().map(|s| sa_json(s, &self.mirror, &counters, now)).collect();
+                json!({ "ok": sas })
+            }
+            Some("list-conns") => {
+                let conns: Vec<Value> = self
+                    .cfg
+                    .ike
+                    .connections
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "name": c.name,
+                            "local_addrs": c.local_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                            "local_id": esprit_ikev2::identity::display_identity(&c.local_id),
+                            "remote_id": c.remote_id.to_string(),
+                            "ike_proposals": c.ike_proposals.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                            "esp_proposals": c.esp_proposals.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+                            "local_ts": c.local_ts.iter().map(ts_str).collect::<Vec<_>>(),
+                            "pools": c.pools.iter().filter_map(|i| self.cfg.ike.pools.get(*i)).map(|p| json!({"name": p.0, "addrs": p.1})).collect::<Vec<_>>(),
+                            "dpd_delay": c.dpd_delay.as_secs_f64(),
+                            "ike_rekey": c.ike_lifetime.rekey.as_secs_f64(),
+                            "child_rekey": c.child_lifetime.rekey.as_secs_f64(),
+                        })
+                    })
+                    .collect();
+                json!({ "ok": conns })
+            }
+            Some("stats") => {
+                let s = &self.ep.stats;
+                json!({ "ok": {
+                    "uptime_seconds": now.duration_since(self.started).as_secs_f64(),
+                    "ike_sas": self.ep.ike_sa_count(),
+                    "half_open": self.ep.half_open_count(),
+                    "child_sas": self.mirror.pairs.len(),
+                    "policies": self.mirror.policies.len(),
+                    "pools": self.ep.pool_usage().iter().map(|(n, used, size)| json!({"name": n, "in_use": used, "size": size.to_string()})).collect::<Vec<_>>(),
+                    "endpoint": format!("{s:?}"),
+                    "daemon": format!("{:?}", self.counters),
+                    "waiting_for_ring": self.waiting.len(),
+                    "dataplane_alive": self.rx.region().peer().alive,
+                }})
+            }
+            Some("terminate") => {
+                let wanted_spi = body
+                    .get("ike")
+                    .and_then(Value::as_str)
+                    .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok());
+                let wanted_peer = body.get("peer").and_then(Value::as_str);
+                if wanted_spi.is_none() && wanted_peer.is_none() {
+                    return json!({ "error": "terminate needs \"ike\" (an IKE SA's initiator SPI in hex) or \"peer\" (an identity)" });
+                }
+                let doomed: Vec<u64> = self
+                    .ep
+                    .list()
+                    .iter()
+                    .filter(|s| {
+                        wanted_spi.is_some_and(|w| w == s.spi_i || w == s.spi_r)
+                            || (wanted_peer.is_some() && s.peer_id.as_deref() == wanted_peer)
+                    })
+                    .map(our_spi)
+                    .collect();
+                for s in &doomed {
+                    self.ep.terminate(now, *s);
+                }
+                json!({ "ok": { "terminated": doomed.len() } })
+            }
+            Some(other) => {
+                json!({ "error": format!("unknown command '{other}'; known: list-sas, list-conns, stats, terminate") })
+            }
+            None => json!({ "error": "a request is an object with \"cmd\"" }),
+        }
+    }
+}
+
+fn our_spi(s: &IkeSaInfo) -> u64 {
+    if s.initiator {
+        s.spi_i
+    } else {
+        s.spi_r
+    }
+}
+
+fn ts_str(t: &esprit_ikev2::ts::TrafficSelector) -> String {
+    esprit_ikev2::ts::to_cidrs(t).iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn sa_json(s: &IkeSaInfo, mirror: &Mirror, counters: &HashMap<(SaDirection, u32), (u64, u64)>, _now: Instant) -> Value {
+    let children: Vec<Value> = s
+        .children
+        .iter()
+        .map(|c| {
+            let (pin, bin) = counters.get(&(SaDirection::In, c.spi_in)).copied().unwrap_or_default();
+            let (pout, bout) = counters.get(&(SaDirection::Out, c.spi_out)).copied().unwrap_or_default();
+            let encap = mirror.pairs.get(&c.cookie).map(|p| p.encap);
+            json!({
+                "cookie": c.cookie,
+                "state": c.state,
+                "proposal": c.transform,
+                "spi_in": format!("{:08x}", c.spi_in),
+                "spi_out": format!("{:08x}", c.spi_out),
+                "encap": encap,
+                "local_ts": c.local_ts.iter().map(ts_str).collect::<Vec<_>>(),
+                "remote_ts": c.remote_ts.iter().map(ts_str).collect::<Vec<_>>(),
+                "packets_in": pin, "bytes_in": bin, "packets_out": pout, "bytes_out": bout,
+            })
+        })
+        .collect();
+    json!({
+        "spi_i": format!("{:016x}", s.spi_i),
+        "spi_r": format!("{:016x}", s.spi_r),
+        "initiator": s.initiator,
+        "state": s.state,
+        "connection": s.connection,
+        "local": s.local.to_string(),
+        "remote": s.remote.to_string(),
+        "nat": s.nat,
+        "peer_id": s.peer_id,
+        "vips": s.vips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "children": children,
+    })
+}
+
+/// One log line per event an operator greps for.
+fn log_event(e: &Event) {
+    match e {
+        Event::IkeEstablished { spi, connection, peer, id, vips } => {
+            let vips: Vec<String> = vips.iter().map(|a| a.to_string()).collect();
+            tracing::info!(ike_spi = format_args!("{spi:016x}"), %connection, %peer, peer_id = %id, vips = %vips.join(","), "client connected")
+        }
+        Event::IkeRekeyed { old, new } => {
+            tracing::info!(old = format_args!("{old:016x}"), new = format_args!("{new:016x}"), "IKE SA rekeyed")
+        }
+        Event::IkeClosed { spi, reason } => {
+            let reason = format!("{reason:?}");
+            if reason == "PeerDead" {
+                tracing::warn!(
+                    ike_spi = format_args!("{spi:016x}"),
+                    "DPD timeout: peer dead, IKE SA and its CHILD SAs deleted"
+                );
+            } else {
+                tracing::info!(ike_spi = format_args!("{spi:016x}"), %reason, "IKE SA deleted");
+            }
+        }
+        Event::ChildEstablished { ike_spi, cookie, spi_in, spi_out, rekey_of } => tracing::info!(
+            ike_spi = format_args!("{ike_spi:016x}"),
+            cookie,
+            spi_in = format_args!("{spi_in:08x}"),
+            spi_out = format_args!("{spi_out:08x}"),
+            rekey_of = ?rekey_of,
+            "CHILD SA installed"
+        ),
+        Event::ChildClosed { ike_spi, cookie, reason } => {
+            tracing::info!(ike_spi = format_args!("{ike_spi:016x}"), cookie, reason = ?reason, "CHILD SA deleted")
+        }
+        Event::AuthFailed { peer, reason } => tracing::warn!(%peer, %reason, "authentication failed"),
+        Event::Refused { peer, exchange, notify, reason } => {
+            tracing::info!(%peer, exchange = ?exchange, notify, %reason, "request refused")
+        }
+        Event::NatMappingChanged { spi, old, new } => {
+            tracing::info!(ike_spi = format_args!("{spi:016x}"), %old, %new, "NAT mapping changed: following the peer")
+        }
+    }
+}

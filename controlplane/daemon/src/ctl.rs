@@ -1,0 +1,79 @@
+//! espritctl's socket: one JSON request per line, one JSON answer per line.
+//!
+//! Requests: `{"cmd":"list-sas"}`, `{"cmd":"list-conns"}`, `{"cmd":"stats"}`,
+//! `{"cmd":"terminate","ike":"<initiator SPI in hex>"}` or `{"cmd":"terminate","peer":"<id>"}`,
+//! `{"cmd":"rekey","ike":"<spi>"}`. Answers are `{"ok":...}` or `{"error":"..."}`.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+
+/// A request on its way to the core, with where its answer goes.
+#[derive(Debug)]
+pub struct Request {
+    pub body: Value,
+    pub reply: oneshot::Sender<Value>,
+}
+
+/// Binds the socket (replacing a stale one), mode 0600.
+pub fn bind(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        // A live daemon answers; a stale socket file refuses the connection.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use: is another esprit-ike running?", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Serves the socket until the runtime stops.
+pub async fn serve(listener: std::os::unix::net::UnixListener, core: mpsc::Sender<Request>) {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "control socket unusable");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let core = core.clone();
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let answer = match serde_json::from_str::<Value>(&line) {
+                    Err(e) => json!({ "error": format!("not JSON: {e}") }),
+                    Ok(body) => {
+                        let (tx, rx) = oneshot::channel();
+                        if core.send(Request { body, reply: tx }).is_err() {
+                            json!({ "error": "esprit-ike is shutting down" })
+                        } else {
+                            rx.await.unwrap_or_else(|_| json!({ "error": "no answer" }))
+                        }
+                    }
+                };
+                let mut out = answer.to_string();
+                out.push('\n');
+                if w.write_all(out.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
