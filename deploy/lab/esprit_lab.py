@@ -107,13 +107,7 @@ class Lab:
     """The namespaces, links, NAT and server of one lab instance."""
 
     def __init__(self, prefix=None, nat_wan_mtu=1500):
-        self.prefix = prefix or f"lab{os.getpid()}"
-        if not re.fullmatch(r"[A-Za-z0-9]{1,12}", self.prefix):
-            raise ValueError(f"prefix {self.prefix!r}: 1 to 12 letters or digits")
-        self.ns = {r: f"{self.prefix}-{r}" for r in ROLES}
-        self.dir = pathlib.Path(tempfile.gettempdir()) / f"esprit-lab-{self.prefix}"
-        self.ring = self.prefix  # esprit-dataplane control ring: /dev/shm/esprit-<prefix>
-        self.procs = []
+        self._names(prefix or f"lab{os.getpid()}")
         self.log_sources = {}  # name -> callable returning a log tail
         self.nat = Nat(self)
         self.internet = Router(self)
@@ -126,6 +120,22 @@ class Lab:
         except BaseException:
             self.cleanup()
             raise
+
+    def _names(self, prefix):
+        if not re.fullmatch(r"[A-Za-z0-9]{1,12}", prefix):
+            raise ValueError(f"prefix {prefix!r}: 1 to 12 letters or digits")
+        self.prefix = prefix
+        self.ns = {r: f"{prefix}-{r}" for r in ROLES}
+        self.dir = pathlib.Path(tempfile.gettempdir()) / f"esprit-lab-{prefix}"
+        self.ring = prefix  # esprit-dataplane control ring: /dev/shm/esprit-<prefix>
+        self.procs = []
+
+    @classmethod
+    def remove(cls, prefix):
+        """Remove what a lab with this prefix left behind (a crashed run) without building one."""
+        lab = cls.__new__(cls)
+        lab._names(prefix)
+        lab.cleanup()
 
     def __enter__(self):
         return self
@@ -899,6 +909,7 @@ class Pki:
     def _key(self, name):
         path = self.dir / f"{name}.key"
         size = 3072 if self.kind == "rsa" else 256
+        path.touch(mode=0o600)  # private keys are for their owner only (esprit-ike checks)
         self._pki("--gen", "--type", self.kind, "--size", size, "--outform", "pem", out=path)
         return path
 
@@ -1292,15 +1303,20 @@ interface = "outside"
 # ASSUMPTIONS ABOUT esprit-ike (it does not exist yet). Everything below guesses its interface;
 # adapt these four functions, and nothing else, once it exists.
 #
-#  * Command line: `esprit-ike --config FILE`, runs in the foreground until SIGTERM, logs to
-#    stdout/stderr; it attaches to the data plane's control ring named in the config.
-#  * Config: the TOML below — [ike] with the ring name, a control socket, retransmission
-#    settings and the IKE fragment size; one [[connection]] for the road warriors with its
-#    identity, auth (psk or pubkey with cert/key/CA files), IKE and ESP proposals named as
-#    strongSwan names them, an IPv4 (and optional IPv6) pool, local traffic selectors,
-#    dpd_delay (seconds; a dead peer's SAs are removed), fragmentation, NAT keepalive.
-#  * Ready: the control socket exists.
-#  * IKE SA count: `espritctl --socket SOCK ike-sas --json` prints a JSON list.
+#  * Command line: `esprit-ike --config FILE`, in the foreground until SIGTERM, logging to
+#    stdout/stderr; it attaches to the data plane's control ring named in the file (the data
+#    plane is started first and keeps running; esprit-ike may run in any network namespace,
+#    it never touches the wire).
+#  * Config: the TOML esprit_ike_config() writes — [ike] (ring, control socket, IKE fragment
+#    size), [ike.retransmit] (timeout, base, tries: strongSwan's semantics), [[pool]] (name,
+#    addrs), one [[connection]] whose keys mirror controlplane/ike/src/config.rs's `Connection`
+#    (local_addrs, ike_proposals and esp_proposals named as strongSwan names them, local_id,
+#    local_auth psk|pubkey with psk or key + certs, remote_id, remote_auth psk|pubkey with
+#    cacerts, local_ts, pools by name, dpd_delay in seconds — a dead peer's SAs are removed —,
+#    fragmentation, keepalive_interval). PEM files for keys and certificates.
+#  * Ready: the control socket file exists.
+#  * IKE SAs: `espritctl --socket SOCK ike-sas --json` prints a JSON list (until it exists
+#    the count is None and the tests rely on the data plane's installed SAs instead).
 
 
 def esprit_ike_config(conn, lab=None, directory=None):
@@ -1309,31 +1325,35 @@ def esprit_ike_config(conn, lab=None, directory=None):
     d = pathlib.Path(directory) if directory else pathlib.Path(".")
     q = lambda xs: "[" + ", ".join(f'"{x}"' for x in xs) + "]"
     rt = conn.retransmit or (4.0, 5, 1.8)
-    auth = f'auth = "psk"\npsk = "{conn.psk}"\n'
     if conn.auth == "pubkey":
         cert, key = conn.pki.certs["gw"]
-        auth = f'auth = "pubkey"\ncert = "{cert}"\nkey = "{key}"\ncacerts = ["{conn.pki.ca_cert}"]\n'
-    pools = [conn.pool4] + ([conn.pool6] if conn.pool6 else [])
+        auth = (f'local_auth = "pubkey"\nkey = "{key}"\ncerts = ["{cert}"]\n'
+                f'remote_id = "%any"\nremote_auth = "pubkey"\ncacerts = ["{conn.pki.ca_cert}"]\n')
+    else:
+        auth = f'local_auth = "psk"\npsk = "{conn.psk}"\nremote_id = "%any"\nremote_auth = "psk"\n'
+    pools = [("rw4", conn.pool4)] + ([("rw6", conn.pool6)] if conn.pool6 else [])
     local_ts = list(conn.local_ts) + ([PROTECTED6] if conn.pool6 else [])
+    pool_sections = "".join(f'[[pool]]\nname = "{n}"\naddrs = "{a}"\n\n' for n, a in pools)
     return f"""# esprit-ike for the lab gateway: written by esprit_lab.py (format assumed, see esprit_lab.py)
 [ike]
 ring = "{ring}"
 ctl_socket = "{d / 'esprit-ike.sock'}"
-retransmit_timeout = {rt[0]}
-retransmit_tries = {rt[1]}
-retransmit_base = {rt[2]}
 fragment_size = {conn.fragment_size or 1280}
 
-[[connection]]
+[ike.retransmit]
+timeout = {float(rt[0])}
+tries = {rt[1]}
+base = {float(rt[2])}
+
+{pool_sections}[[connection]]
 name = "rw"
 local_addrs = ["{GW_OUT}"]
-local_id = "{conn.id}"
-{auth}proposals = {q(conn.proposals)}
+ike_proposals = {q(conn.proposals)}
 esp_proposals = {q(conn.esp_proposals)}
-pools = {q(pools)}
-local_ts = {q(local_ts)}
+local_id = "{conn.id}"
+{auth}local_ts = {q(local_ts)}
+pools = {q(n for n, _ in pools)}
 dpd_delay = {conn.dpd_delay or 0}
-dpd_action = "clear"
 fragmentation = {'true' if conn.fragmentation else 'false'}
 keepalive_interval = {conn.keepalive}
 """
@@ -1501,9 +1521,12 @@ def parse_pmtu(tracepath_output):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "sink":
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
+    if cmd == "sink":
         sink_main(sys.argv[2])
-    elif sys.argv[1] == "send":
+    elif cmd == "send":
         send_main(*sys.argv[2:6])
+    elif cmd == "cleanup":
+        Lab.remove(sys.argv[2])
     else:
-        sys.exit(f"usage: {sys.argv[0]} sink PORT | send HOST PORT NBYTES BACKBYTES")
+        sys.exit(f"usage: {sys.argv[0]} sink PORT | send HOST PORT NBYTES BACKBYTES | cleanup PREFIX")

@@ -311,6 +311,8 @@ fn control_loop(
 ) {
     let mut next_age = 0;
     let mut next_tick = 0;
+    let mut sas_changed = false;
+    let mut last_export = 0;
     // With a control plane attached, its ring is polled every millisecond.
     let wait = if link.is_some() { Duration::from_millis(1) } else { Duration::from_millis(20) };
     while !stop.load(Ordering::Relaxed) {
@@ -324,10 +326,11 @@ fn control_loop(
         }
         control.set_now(now_ns(start));
         if let Some(l) = link.as_deref_mut() {
-            l.poll(control, 4096, |o| {
+            let applied = l.poll(control, 4096, |o| {
                 // Worker 0's queue full: the IKE retransmission will try again.
                 let _ = out_tx.try_send(o);
             });
+            sas_changed |= applied > 0;
         }
         flush_events(control, link.as_deref_mut(), events);
         let now = now_ns(start);
@@ -335,12 +338,22 @@ fn control_loop(
             control.age_neighbors(now);
             next_age = now + 5_000_000_000;
         }
+        // SAs added or deleted show in the stats segment within 20 ms (espritctl lists them),
+        // every SA's counters within a second.
+        if sas_changed && now >= last_export + 20_000_000 {
+            if let Some(x) = sa_export.as_deref_mut() {
+                x.refresh(control.shared());
+            }
+            sas_changed = false;
+            last_export = now;
+        }
         if now >= next_tick {
             next_tick = now + 1_000_000_000;
             control.sweep(now);
             if let Some(x) = sa_export.as_deref_mut() {
                 x.refresh(control.shared());
             }
+            last_export = now;
             let r = Report {
                 workers: reports.iter().map(|r| r.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
                 events: events.clone(),
