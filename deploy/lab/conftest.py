@@ -1,5 +1,5 @@
-"""Fixtures of the interop lab: the gateway kind (strongSwan today; Esprit once esprit-ike
-exists), a fresh lab per test, gateways started on demand, certificates made once per
+"""Fixtures of the interop lab: the gateway kind (strongSwan, the reference; Esprit on AF_PACKET
+and on DPDK), a fresh lab per test, gateways started on demand, certificates made once per
 session. A failing test's report carries every lab log (charon logs, gateway output)."""
 
 import os

@@ -24,8 +24,8 @@ API (python3 stdlib only; root; Debian's strongSwan 5.9.8 with kernel-libipsec):
         ike_datagrams(pcap)                       # IKE headers parsed from a capture, independently
 
 The Esprit side (`EspritGateway`) runs esprit-dataplane on the gateway's two links (no kernel
-addresses there) and esprit-ike on its control ring. esprit-ike does not exist yet: everything
-that guesses its interface is in the section marked "ASSUMPTIONS ABOUT esprit-ike".
+addresses there) and esprit-ike on its control ring; how the lab drives esprit-ike is in the
+section "esprit-ike, as the lab drives it".
 """
 
 import contextlib
@@ -1300,23 +1300,16 @@ interface = "outside"
 
 
 # ---------------------------------------------------------------------------------------------
-# ASSUMPTIONS ABOUT esprit-ike (it does not exist yet). Everything below guesses its interface;
-# adapt these four functions, and nothing else, once it exists.
+# esprit-ike, as the lab drives it (controlplane/daemon):
 #
-#  * Command line: `esprit-ike --config FILE`, in the foreground until SIGTERM, logging to
-#    stdout/stderr; it attaches to the data plane's control ring named in the file (the data
-#    plane is started first and keeps running; esprit-ike may run in any network namespace,
-#    it never touches the wire).
-#  * Config: the TOML esprit_ike_config() writes — [ike] (ring, control socket, IKE fragment
-#    size), [ike.retransmit] (timeout, base, tries: strongSwan's semantics), [[pool]] (name,
-#    addrs), one [[connection]] whose keys mirror controlplane/ike/src/config.rs's `Connection`
-#    (local_addrs, ike_proposals and esp_proposals named as strongSwan names them, local_id,
-#    local_auth psk|pubkey with psk or key + certs, remote_id, remote_auth psk|pubkey with
-#    cacerts, local_ts, pools by name, dpd_delay in seconds — a dead peer's SAs are removed —,
-#    fragmentation, keepalive_interval). PEM files for keys and certificates.
-#  * Ready: the control socket file exists.
-#  * IKE SAs: `espritctl --socket SOCK ike-sas --json` prints a JSON list (until it exists
-#    the count is None and the tests rely on the data plane's installed SAs instead).
+#  * Command line: `esprit-ike --config FILE`, in the foreground until SIGTERM (then it deletes
+#    its IKE SAs, telling the clients), logging to stdout; it attaches to the data plane's
+#    control ring named in the file (the data plane is started first).
+#  * Config: the TOML esprit_ike_config() writes — [ike] (ring, ctl_socket, fragment_size),
+#    [ike.retransmit] (timeout, base, tries: strongSwan's semantics), [[pool]] (name, addrs),
+#    one [[connection]] (see README.md, "Road warriors").
+#  * Ready: the control socket exists.
+#  * IKE SAs: `espritctl --socket SOCK list-sas --json`.
 
 
 def esprit_ike_config(conn, lab=None, directory=None):
@@ -1334,7 +1327,7 @@ def esprit_ike_config(conn, lab=None, directory=None):
     pools = [("rw4", conn.pool4)] + ([("rw6", conn.pool6)] if conn.pool6 else [])
     local_ts = list(conn.local_ts) + ([PROTECTED6] if conn.pool6 else [])
     pool_sections = "".join(f'[[pool]]\nname = "{n}"\naddrs = "{a}"\n\n' for n, a in pools)
-    return f"""# esprit-ike for the lab gateway: written by esprit_lab.py (format assumed, see esprit_lab.py)
+    return f"""# esprit-ike for the lab gateway: written by esprit_lab.py
 [ike]
 ring = "{ring}"
 ctl_socket = "{d / 'esprit-ike.sock'}"
@@ -1377,9 +1370,9 @@ def esprit_ike_wait_ready(gw, timeout=10):
 
 def esprit_ike_sa_count(gw):
     ctl = find_binary("espritctl", "ESPRITCTL")
-    r = sh([ctl, "--socket", gw.dir / "esprit-ike.sock", "ike-sas", "--json"], check=False)
+    r = sh([ctl, "--socket", gw.dir / "esprit-ike.sock", "list-sas", "--json"], check=False)
     if r.returncode != 0:
-        return None  # not there yet: the data plane's SA list (sa_spis) is the check
+        return None  # esprit-ike is gone: the data plane's SA list (sa_spis) is the check
     return len(json.loads(r.stdout))
 
 

@@ -1,7 +1,7 @@
 """Interop scenarios: real strongSwan road warriors (kernel-libipsec) behind a real nftables
-NAT against a gateway — strongSwan's own today (the reference that proves the lab), Esprit
-(esprit-dataplane + esprit-ike) with the same tests once esprit-ike exists: the gateway kind
-is the `kind` fixture (conftest.py). Where the two kinds must behave differently (path MTU
+NAT against a gateway — strongSwan's own (the reference that proves the lab) and Esprit
+(esprit-dataplane on AF_PACKET or DPDK net_af_packet, plus esprit-ike) with the same tests:
+the gateway kind is the `kind` fixture (conftest.py). Where the two kinds must behave differently (path MTU
 reported to tracepath, recovery from a NAT rebinding) the expectations are encoded per kind
 below, with the reason.
 
@@ -12,6 +12,7 @@ ways, tracepath, ICMP), the NAT's conntrack table, and captures parsed here from
 
 import concurrent.futures
 import ipaddress
+import json
 import os
 import re
 import time
@@ -295,24 +296,27 @@ def test_h_tracepath_reports_the_tunnel_mtu(lab, gateway, kind, esp):
 # The lab's Esprit wiring, checked today with the data plane alone --------------------------
 
 @pytest.mark.parametrize("driver", ["af_packet", "dpdk"])
-def test_esprit_dataplane_half_of_the_gateway(driver):
-    """EspritGateway's data-plane half in the lab: the generated config passes the data
-    plane's own --check-config, the gateway namespace has no kernel address on its links, the
-    data plane answers ARP on both and ping on its inside address, attaches its control ring
-    (stats segment, no SA installed), and DPDK's hugepages are given back. Without esprit-ike,
-    EspritGateway.start() says so."""
-    dp = L.find_binary("esprit-dataplane", "ESPRIT_DATAPLANE")
-    if not os.access(dp, os.X_OK):
-        pytest.skip(f"esprit-dataplane binary not found at {dp}")
+def test_esprit_gateway_wiring(driver):
+    """EspritGateway in the lab, before any client: the generated configs pass both
+    processes' --check-config, the gateway namespace has no kernel address on its links, the
+    data plane answers ARP on both and ping on its inside address, esprit-ike is attached
+    (espritctl lists the connection, no IKE SA, no SA in the data plane), stop() ends both
+    processes cleanly, and DPDK's hugepages are given back."""
+    try:
+        L.EspritGateway.check_binaries()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
     huge_before = int(open(L.Hugepages.NR).read())
     with L.Lab() as lab:
-        gw = L.EspritGateway(lab, L.GatewayConn(), driver=driver, dataplane=dp)
-        if not os.access(gw.ike_bin, os.X_OK):
-            with pytest.raises(RuntimeError, match="esprit-ike binary not found at"):
-                gw.start()
-        gw.start_dataplane()
+        gw = L.EspritGateway(lab, L.GatewayConn(pool6="fd00:9::/120"), driver=driver)
         try:
-            addrs = lab.ex("gw", "ip -4 -o addr show dev gw-out; ip -4 -o addr show dev gw-in").stdout
+            gw.start()
+            ike_cfg = gw.dir / "esprit-ike.toml"
+            check = L.sh([gw.ike_bin, "--config", ike_cfg, "--check-config"], check=False)
+            assert check.returncode == 0 and "1 connection(s), 2 pool(s)" in check.stdout, check.stdout + check.stderr
+            addrs = lab.ex("gw", "ip -o addr show dev gw-out; ip -o addr show dev gw-in").stdout
             assert addrs.strip() == "", lab.report(f"kernel addresses on the data plane's links: {addrs}")
             rx, out = L.ping(lab, "server", L.GW_IN, 3, 0.2)
             assert rx == 3, lab.report(f"the data plane does not answer ping on {L.GW_IN}:\n{out}")
@@ -320,12 +324,16 @@ def test_esprit_dataplane_half_of_the_gateway(driver):
             neigh = lab.ex("internet", f"ip neigh show {L.GW_OUT}").stdout
             assert L.EspritGateway.MAC_OUT in neigh, lab.report(f"no ARP answer from the data plane outside: {neigh}")
             ctl = L.find_binary("espritctl", "ESPRITCTL")
-            if os.access(ctl, os.X_OK):
-                assert gw.sa_spis() == set(), lab.report(f"SAs installed without a control plane: {gw.sa_spis()}")
+            conns = json.loads(L.sh([ctl, "--socket", gw.dir / "esprit-ike.sock", "list-conns", "--json"]).stdout)
+            assert [c["name"] for c in conns] == ["rw"], conns
+            assert gw.ike_sa_count() == 0 and gw.sa_spis() == set(), lab.report("SAs without a client")
             if driver == "dpdk":
                 assert int(open(L.Hugepages.NR).read()) > huge_before, "hugepages reserved for DPDK"
         finally:
             gw.stop()
+        assert gw.dp.returncode == 0 and gw.ike.returncode == 0, lab.report(
+            f"exit codes: data plane {gw.dp.returncode}, esprit-ike {gw.ike.returncode}")
+        assert "esprit-ike stopped" in gw.logs(), lab.report("esprit-ike did not stop cleanly")
     assert int(open(L.Hugepages.NR).read()) == huge_before, "hugepages given back"
 
 
