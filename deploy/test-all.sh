@@ -38,6 +38,12 @@ step "live data plane on AF_PACKET and DPDK net_af_packet in network namespaces"
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
 
+step "interop lab: strongSwan road warriors behind nftables NAT against strongSwan's and Esprit's gateways"
+cargo build --release -q -p esprit-ike -p espritctl
+(cd deploy/lab && ESPRIT_DATAPLANE="$PWD/../../target/release/esprit-dataplane" \
+  ESPRIT_IKE="$PWD/../../target/release/esprit-ike" ESPRITCTL="$PWD/../../target/release/espritctl" \
+  /usr/bin/python3 -m pytest -q .)
+
 step "model checks (loom): the lock-free tables and the shared-memory rings"
 RUSTFLAGS="--cfg crossbeam_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -q -p esprit-satable --features loom --release --test loom

@@ -1255,11 +1255,12 @@ interface = "outside"
         raise LabError(f"esprit-dataplane does not answer ping on {GW_IN} (stats segment {stats} "
                        f"{'exists' if stats.exists() else 'missing'}):\n{tail(self.dp_out)}")
 
-    def start(self):
+    def start(self, ike_config=None):
+        """Both processes; `ike_config` (TOML text) replaces the generated esprit-ike config."""
         EspritGateway.check_binaries(self.dataplane_bin, self.ike_bin)
         self.start_dataplane()
         cfg = self.dir / "esprit-ike.toml"
-        cfg.write_text(esprit_ike_config(self.conn, self.lab, self.dir))
+        cfg.write_text(ike_config or esprit_ike_config(self.conn, self.lab, self.dir))
         with open(self.ike_out, "w") as f:
             self.ike = self.lab.spawn("gw", esprit_ike_command(self.ike_bin, cfg), stdout=f, stderr=subprocess.STDOUT)
         esprit_ike_wait_ready(self)

@@ -344,3 +344,46 @@ def test_esp_tunnel_mtu_matches_the_readme_figures():
     assert L.esp_tunnel_mtu("aes128-sha1", 1500) == 1422
     assert L.esp_tunnel_mtu("aes128gcm16", 1500, natt=False) == 1446
     assert L.esp_tunnel_mtu("aes128-sha1", 1200) == 1134
+
+
+# README ----------------------------------------------------------------------------------
+
+def readme_block(first_line):
+    """The fenced block of README.md whose first line is `first_line`."""
+    text = (L.ROOT / "README.md").read_text()
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"README.md has no block starting with {first_line!r}")
+
+
+def test_readme_road_warrior_config():
+    """The README's road-warrior configs, pasted: esprit-ike's block (only the ring and the
+    socket moved into the lab) and the strongSwan client's block; the client connects, gets a
+    virtual IP from the pool and pings the server."""
+    try:
+        L.EspritGateway.check_binaries()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    gw_conf = readme_block("# esprit-ike.toml: road warriors")
+    client_conf = readme_block("# swanctl.conf: a road warrior")
+    with L.Lab() as lab:
+        gw = L.EspritGateway(lab, L.GatewayConn())
+        conf = gw_conf.replace('ring = "default"', f'ring = "{lab.ring}"').replace(
+            '"/run/esprit/esprit-ike.sock"', f'"{gw.dir / "esprit-ike.sock"}"')
+        assert conf != gw_conf
+        try:
+            gw.start(ike_config=conf)
+            c = L.Client(lab, "client1")
+            c.charon.start()
+            c.charon.load(client_conf)
+            r = c.charon.swanctl("--initiate", "--child", "esprit", "--timeout", 15, check=False, timeout=30)
+            assert r.returncode == 0, lab.report(f"initiate: {r.stdout[-2000:]}{r.stderr}")
+            vip = c.virtual_ip()
+            assert ipaddress.ip_address(vip) in ipaddress.ip_network("10.9.0.0/24"), lab.report(f"virtual IP {vip}")
+            assert c.ping(L.SERVER, 3, 0.2) == 3, lab.report("no ping through the README's tunnel")
+            assert gw.ike_sa_count() == 1
+        finally:
+            gw.stop()
