@@ -962,6 +962,7 @@ class GatewayConn:
     retransmit: tuple = None          # (timeout s, tries, base) for the gateway's requests
     keepalive: int = 20               # NAT keepalive interval, seconds
     id: str = GW_ID
+    metrics: str = "127.0.0.1:9477"   # esprit-ike's /metrics listener (in the gateway namespace)
 
 
 def gateway_family(kind):
@@ -1299,6 +1300,13 @@ interface = "outside"
     def ike_sa_count(self):
         return esprit_ike_sa_count(self)
 
+    def metrics(self):
+        """esprit-ike's /metrics, scraped from inside the gateway namespace, as
+        {(name, frozenset(labels.items())): value}."""
+        url = f"http://{self.conn.metrics}/metrics"
+        r = self.lab.ex("gw", f"python3 -c 'import urllib.request,sys; sys.stdout.write(urllib.request.urlopen(\"{url}\", timeout=5).read().decode())'")
+        return parse_metrics(r.stdout)
+
 
 # ---------------------------------------------------------------------------------------------
 # esprit-ike, as the lab drives it (controlplane/daemon):
@@ -1332,6 +1340,7 @@ def esprit_ike_config(conn, lab=None, directory=None):
 [ike]
 ring = "{ring}"
 ctl_socket = "{d / 'esprit-ike.sock'}"
+metrics = "{conn.metrics}"
 fragment_size = {conn.fragment_size or 1280}
 
 [ike.retransmit]
@@ -1351,6 +1360,26 @@ dpd_delay = {conn.dpd_delay or 0}
 fragmentation = {'true' if conn.fragmentation else 'false'}
 keepalive_interval = {conn.keepalive}
 """
+
+
+def parse_metrics(text):
+    """Prometheus text exposition -> {(name, frozenset of (label, value)): float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.fullmatch(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)', line)
+        if not m:
+            raise ValueError(f"not a sample line: {line!r}")
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
 def esprit_ike_command(binary, config):

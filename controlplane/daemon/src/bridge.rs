@@ -154,3 +154,74 @@ pub fn child_event(kind: SaEventKind) -> ChildEvent {
         SaEventKind::Idle { seconds } => ChildEvent::Idle(seconds),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use esprit_ikev2::ChildKeys;
+    use zeroize::Zeroizing;
+
+    fn pair(cookie: u64, spi_in: u32, spi_out: u32, route: bool) -> ChildInstall {
+        let k = || ChildKeys { enc: Zeroizing::new(vec![7; 20]), int: Zeroizing::new(vec![]) };
+        ChildInstall {
+            cookie,
+            ike_spi: 1,
+            connection: "rw".into(),
+            transform: esprit_esp::Transform::from_ikev2_ids(20, 128, 0).unwrap(),
+            esn: false,
+            spi_in,
+            spi_out,
+            keys_in: k(),
+            keys_out: k(),
+            local: "198.51.100.1:4500".parse().unwrap(),
+            remote: "203.0.113.2:4500".parse().unwrap(),
+            encap: true,
+            local_ts: vec![],
+            remote_ts: vec![],
+            policies: vec![("10.1.0.0/16".parse().unwrap(), "10.9.0.1/32".parse().unwrap())],
+            route,
+            replay_window: 1024,
+            soft_secs: 3000,
+            hard_secs: 3600,
+            idle_secs: 30,
+        }
+    }
+
+    fn kinds(v: &[Message]) -> Vec<&'static str> {
+        v.iter().map(|m| m.kind().name()).collect()
+    }
+
+    #[test]
+    fn a_policy_is_deleted_only_by_the_pair_that_owns_it() {
+        let mut m = Mirror::default();
+        let install = m.translate(&Output::Install(Box::new(pair(1, 0x100, 0x200, true))));
+        assert_eq!(kinds(&install), ["AddSa", "AddSa", "AddPolicy"]);
+        if let Message::AddSa(a) = &install[0] {
+            assert_eq!((a.direction, a.spi, a.replay_window, a.lifetime.idle_secs), (SaDirection::In, 0x100, 1024, 30));
+            assert_eq!(a.encap, Some(UdpEncap { local_port: 4500, remote_port: 4500 }));
+        }
+        // A client that reconnected (INITIAL_CONTACT) got the same address on pair 2...
+        m.translate(&Output::Install(Box::new(pair(2, 0x101, 0x201, true))));
+        // ... then the old pair goes: its SAs, not the policy pair 2 owns now.
+        let p = pair(1, 0x100, 0x200, true);
+        let rm = m.translate(&Output::Remove { cookie: 1, spi_in: 0x100, spi_out: 0x200, unroute: p.policies.clone() });
+        assert_eq!(kinds(&rm), ["DeleteSa", "DeleteSa"]);
+        assert_eq!(m.policies.values().copied().collect::<Vec<_>>(), [2]);
+        let rm = m.translate(&Output::Remove { cookie: 2, spi_in: 0x101, spi_out: 0x201, unroute: p.policies });
+        assert_eq!(kinds(&rm), ["DeletePolicy", "DeleteSa", "DeleteSa"]);
+        assert!(m.policies.is_empty() && m.pairs.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_data_plane_gets_inbound_sas_and_policies_but_no_outbound_sa() {
+        let mut m = Mirror::default();
+        m.translate(&Output::Install(Box::new(pair(1, 0x100, 0x200, true))));
+        m.translate(&Output::Install(Box::new(pair(2, 0x101, 0x201, false))));
+        m.translate(&Output::Route { cookie: 2, spi_out: 0x201, policies: pair(2, 0, 0, false).policies });
+        let (v, cookies) = m.refill(Some(20));
+        assert_eq!(kinds(&v), ["Flush", "SetKeepalive", "AddSa", "AddSa", "AddPolicy", "SyncDone"]);
+        assert!(v.iter().all(|x| !matches!(x, Message::AddSa(a) if a.direction == SaDirection::Out)));
+        assert!(matches!(&v[4], Message::AddPolicy(p) if p.spi_out == 0x201), "the rekeyed pair owns the route");
+        assert_eq!(cookies, [1, 2], "every pair is rekeyed");
+    }
+}

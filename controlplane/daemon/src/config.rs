@@ -68,6 +68,8 @@ pub struct Daemon {
     pub metrics: Option<SocketAddr>,
     /// NAT keepalive interval to give the data plane (none: the data plane's own setting).
     pub keepalive: Option<u32>,
+    /// At most this many SAs get their own labelled series in /metrics.
+    pub metrics_sa_limit: usize,
 }
 
 /// Everything in the file.
@@ -112,6 +114,7 @@ struct RawIke {
     ring: Option<S<String>>,
     ctl_socket: Option<S<String>>,
     metrics: Option<S<String>>,
+    metrics_sa_limit: Option<S<i64>>,
     fragment_size: Option<S<i64>>,
     cookie_threshold: Option<S<i64>>,
     max_ike_sas: Option<S<i64>>,
@@ -244,8 +247,13 @@ pub fn parse(file: &str, src: &str, dir: &Path) -> Result<Config, ConfigErrors> 
     };
     let _ = (&raw.dataplane, &raw.interface, &raw.neighbor, &raw.route, &raw.sa, &raw.policy);
     let mut ike = IkeConfig::default();
-    let mut daemon =
-        Daemon { ring: "default".into(), ctl_socket: DEFAULT_CTL_SOCKET.into(), metrics: None, keepalive: None };
+    let mut daemon = Daemon {
+        ring: "default".into(),
+        ctl_socket: DEFAULT_CTL_SOCKET.into(),
+        metrics: None,
+        keepalive: None,
+        metrics_sa_limit: 256,
+    };
     if let Some(r) = &raw.ike {
         settings(&mut c, r.get_ref(), &mut ike, &mut daemon);
     }
@@ -304,6 +312,11 @@ fn settings(c: &mut Ctx<'_>, r: &RawIke, ike: &mut IkeConfig, d: &mut Daemon) {
         match v.get_ref().parse::<SocketAddr>() {
             Ok(a) => d.metrics = Some(a),
             Err(_) => c.at(v.span(), format!("metrics '{}': an address and port like 127.0.0.1:9477", v.get_ref())),
+        }
+    }
+    if let Some(v) = &r.metrics_sa_limit {
+        if let Some(x) = c.int("metrics_sa_limit", v, 0, 100_000) {
+            d.metrics_sa_limit = x as usize;
         }
     }
     if let Some(v) = &r.fragment_size {
@@ -425,12 +438,16 @@ fn connection(c: &mut Ctx<'_>, r: &RawConnection, pool_names: &[String]) -> (Opt
             }
         }
     }
-    // Authentication.
+    // Authentication (one PSK serves both directions: parsed once, reported once).
+    let shared_psk = match (&r.psk, r.local_auth.get_ref() == "psk" || r.remote_auth.get_ref() == "psk") {
+        (Some(p), true) => psk(c, p),
+        _ => None,
+    };
     let mut local_auth = None;
     let mut local_cert_id = None;
     match r.local_auth.get_ref().as_str() {
         "psk" => match &r.psk {
-            Some(p) => local_auth = psk(c, p).map(LocalAuth::Psk),
+            Some(_) => local_auth = shared_psk.clone().map(LocalAuth::Psk),
             None => c.at(r.local_auth.span(), "local_auth = \"psk\" needs psk = \"...\""),
         },
         "pubkey" => {
@@ -485,13 +502,10 @@ fn connection(c: &mut Ctx<'_>, r: &RawConnection, pool_names: &[String]) -> (Opt
     }
     let mut remote_auth = None;
     match r.remote_auth.get_ref().as_str() {
-        "psk" => {
-            let p = r.psk.as_ref();
-            match p {
-                Some(p) => remote_auth = psk(c, p).map(RemoteAuth::Psk),
-                None => c.at(r.remote_auth.span(), "remote_auth = \"psk\" needs psk = \"...\""),
-            }
-        }
+        "psk" => match &r.psk {
+            Some(_) => remote_auth = shared_psk.clone().map(RemoteAuth::Psk),
+            None => c.at(r.remote_auth.span(), "remote_auth = \"psk\" needs psk = \"...\""),
+        },
         "pubkey" => {
             let mut cas = Vec::new();
             for f in &r.cacerts {
@@ -677,4 +691,106 @@ fn psk(c: &mut Ctx<'_>, p: &S<String>) -> Option<Arc<Zeroizing<Vec<u8>>>> {
         return None;
     }
     Some(Arc::new(Zeroizing::new(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[dataplane]
+workers = 2
+
+[[interface]]
+name = "outside"
+
+[ike]
+ring = "lab1"
+ctl_socket = "ctl.sock"
+metrics = "127.0.0.1:9477"
+
+[ike.retransmit]
+timeout = 2.0
+tries = 3
+
+[[pool]]
+name = "rw4"
+addrs = "10.9.0.0/24"
+
+[[connection]]
+name = "rw"
+local_addrs = ["198.51.100.1"]
+local_id = "vpn.example.com"
+local_auth = "psk"
+psk = "0123456789abcdef0123"
+remote_id = "*@example.com"
+remote_auth = "psk"
+local_ts = ["10.1.0.0/16"]
+pools = ["rw4"]
+child_rekey = 600
+dpd_delay = 10
+keepalive_interval = 15
+"#;
+
+    #[test]
+    fn a_good_file_shared_with_the_data_plane() {
+        let c = parse("gw.toml", GOOD, Path::new("/etc/esprit")).unwrap();
+        assert_eq!(c.daemon.ring, "lab1");
+        assert_eq!(c.daemon.ctl_socket, PathBuf::from("/etc/esprit/ctl.sock"), "relative to the file");
+        assert_eq!(c.daemon.metrics, Some("127.0.0.1:9477".parse().unwrap()));
+        assert_eq!(c.daemon.keepalive, Some(15));
+        assert_eq!(c.ike.retransmit.tries, 3);
+        let conn = &c.ike.connections[0];
+        assert_eq!(conn.pools, vec![0]);
+        assert_eq!(conn.child_lifetime.rekey, Duration::from_secs(600));
+        assert!(conn.child_lifetime.hard > conn.child_lifetime.rekey);
+        assert_eq!(conn.dpd_delay, Duration::from_secs(10));
+        assert_eq!(conn.ike_lifetime, Lifetimes::IKE_DEFAULT, "seed 004: IKE SA one day");
+        assert!(!conn.ike_proposals.is_empty() && !conn.esp_proposals.is_empty(), "default proposals");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let bad = GOOD
+            .replace("addrs = \"10.9.0.0/24\"", "addrs = \"10.9.0.0/33\"")
+            .replace("psk = \"0123456789abcdef0123\"", "psk = \"short\"")
+            .replace("local_ts = [\"10.1.0.0/16\"]", "local_ts = [\"10.1.0.0/16\", \"nonsense\"]")
+            .replace("pools = [\"rw4\"]", "pools = [\"rw6\"]");
+        let e = parse("gw.toml", &bad, Path::new(".")).unwrap_err();
+        let text = e.to_string();
+        let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        assert!(text.contains(&format!("gw.toml:{}:9: pool 'rw4'", line_of("/33"))), "{text}");
+        assert!(text.contains("psk is 5 bytes"), "{text}");
+        assert!(text.contains("'nonsense' is not a prefix"), "{text}");
+        assert!(text.contains("no [[pool]] named 'rw6'"), "{text}");
+        assert!(text.contains(&format!("gw.toml:{}:7: psk", line_of("psk = \"short\""))), "{text}");
+        assert_eq!(text.matches("psk is").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_refused() {
+        let e = parse("x.toml", &GOOD.replace("dpd_delay = 10", "dpd_dealy = 10"), Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("dpd_dealy"), "{e}");
+        let e = parse("x.toml", &GOOD.replace("tries = 3", "tries = \"three\""), Path::new(".")).unwrap_err();
+        assert!(e.0[0].line > 0, "{e}");
+        let e = parse("x.toml", "[ike]\n", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("no [[connection]]"), "{e}");
+        let e =
+            parse("x.toml", &GOOD.replace("local_auth = \"psk\"", "local_auth = \"eap\""), Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("\"psk\" or \"pubkey\""), "{e}");
+    }
+
+    #[test]
+    fn private_keys_readable_by_others_are_refused() {
+        let dir = std::env::temp_dir().join(format!("esprit-ike-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("gw.key");
+        std::fs::write(&key, "not a key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let src =
+            GOOD.replace("local_auth = \"psk\"", "local_auth = \"pubkey\"\nkey = \"gw.key\"\ncerts = [\"gw.pem\"]");
+        let e = parse("x.toml", &src, &dir).unwrap_err().to_string();
+        assert!(e.contains("readable by others (mode 644)"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

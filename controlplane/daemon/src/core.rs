@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::bridge::{self, Mirror};
 use crate::config::Config;
 use crate::ctl::Request;
+use crate::metrics::{self, Metrics};
 
 /// Messages that could not be sent yet (ring full) wait here: no SA update is ever lost.
 /// IKE datagrams beyond this many are dropped (IKE retransmits).
@@ -42,6 +43,7 @@ pub struct Core {
     stats_path: std::path::PathBuf,
     stats: Option<StatsReader>,
     pub counters: Counters,
+    metrics: Metrics,
     started: Instant,
 }
 
@@ -83,6 +85,7 @@ impl Core {
             stats_path,
             stats: None,
             counters: Counters::default(),
+            metrics: Metrics::new(),
             started: now,
         };
         // We start with no IKE SA: whatever a previous esprit-ike left in the data plane has
@@ -197,6 +200,7 @@ impl Core {
         while let Some(o) = self.ep.poll_output() {
             if let Output::Event(e) = &o {
                 log_event(e);
+                self.metrics.event(e);
             }
             let msgs = self.mirror.translate(&o);
             self.waiting.extend(msgs);
@@ -237,13 +241,43 @@ impl Core {
         }
     }
 
-    /// Per-SA counters from the data plane's stats segment: (direction, SPI) → (packets, bytes).
-    fn sa_counters(&mut self) -> HashMap<(SaDirection, u32), (u64, u64)> {
-        let mut m = HashMap::new();
+    fn stats_reader(&mut self) -> Option<&StatsReader> {
         if self.stats.as_ref().is_none_or(|s| !s.writer_alive()) {
             self.stats = StatsReader::open(&self.stats_path).ok();
         }
-        let Some(r) = &self.stats else { return m };
+        self.stats.as_ref()
+    }
+
+    /// The Prometheus exposition.
+    fn metrics_text(&mut self) -> String {
+        let mut st = metrics::State::default();
+        for s in self.ep.list() {
+            *st.ike_states.entry(s.state).or_default() += 1;
+        }
+        st.child_sas = self.mirror.pairs.len();
+        st.pools = self.ep.pool_usage();
+        let e = &self.ep.stats;
+        st.datagrams = vec![
+            ("rx", "accepted", e.rx_datagrams.saturating_sub(e.rx_dropped)),
+            ("rx", "dropped", e.rx_dropped),
+            ("rx", "undecodable", e.rx_undecodable),
+            ("rx", "integrity_failed", e.rx_integrity_failed),
+            ("rx", "unknown_spi", e.rx_unknown_spi),
+            ("rx", "retransmitted", e.rx_retransmits),
+            ("tx", "sent", e.tx_datagrams),
+            ("tx", "retransmitted", e.tx_retransmits),
+            ("tx", "cookie", e.cookies_sent),
+        ];
+        st.dataplane_alive = self.rx.region().peer().alive;
+        let limit = self.cfg.daemon.metrics_sa_limit;
+        self.stats_reader();
+        self.metrics.render(&st, self.stats.as_ref(), limit)
+    }
+
+    /// Per-SA counters from the data plane's stats segment: (direction, SPI) → (packets, bytes).
+    fn sa_counters(&mut self) -> HashMap<(SaDirection, u32), (u64, u64)> {
+        let mut m = HashMap::new();
+        let Some(r) = self.stats_reader() else { return m };
         let ids: Option<Vec<_>> = ["spi", "direction", "packets", "bytes"].iter().map(|n| r.sa_counter(n)).collect();
         let Some(ids) = ids else { return m };
         let block = r.lcores().saturating_sub(1);
@@ -290,6 +324,7 @@ impl Core {
                     .collect();
                 json!({ "ok": conns })
             }
+            Some("metrics") => json!({ "ok": self.metrics_text() }),
             Some("stats") => {
                 let s = &self.ep.stats;
                 json!({ "ok": {
@@ -388,7 +423,7 @@ fn sa_json(s: &IkeSaInfo, mirror: &Mirror, counters: &HashMap<(SaDirection, u32)
 /// One log line per event an operator greps for.
 fn log_event(e: &Event) {
     match e {
-        Event::IkeEstablished { spi, connection, peer, id, vips } => {
+        Event::IkeEstablished { spi, connection, peer, id, vips, .. } => {
             let vips: Vec<String> = vips.iter().map(|a| a.to_string()).collect();
             tracing::info!(ike_spi = format_args!("{spi:016x}"), %connection, %peer, peer_id = %id, vips = %vips.join(","), "client connected")
         }

@@ -77,3 +77,60 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, core: mpsc::Sende
         });
     }
 }
+
+/// Serves Prometheus scrapes (`GET /metrics`) on `listener`.
+pub async fn serve_metrics(listener: std::net::TcpListener, core: mpsc::Sender<Request>) {
+    use tokio::io::AsyncReadExt;
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics listener unusable");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let core = core.clone();
+        tokio::spawn(async move {
+            // The request head, at most 8 KiB, within 5 s.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            })
+            .await;
+            if !matches!(read, Ok(true)) {
+                return;
+            }
+            let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+            let first = String::from_utf8_lossy(first);
+            let mut parts = first.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let response = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+                let (tx, rx) = oneshot::channel();
+                let body = if core.send(Request { body: json!({"cmd": "metrics"}), reply: tx }).is_ok() {
+                    rx.await.ok().and_then(|v| v.get("ok").and_then(|s| s.as_str()).map(str::to_string))
+                } else {
+                    None
+                };
+                match body {
+                    Some(b) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                        b.len()
+                    ),
+                    None => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                }
+            } else {
+                let b = "esprit-ike serves /metrics only\n";
+                format!("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}

@@ -8,6 +8,7 @@ mod bridge;
 mod config;
 mod core;
 mod ctl;
+mod metrics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,15 @@ fn run(cfg: config::Config, wait_ring: Duration) -> Result<(), String> {
     let (req_tx, req_rx) = mpsc::channel();
     let listener = ctl::bind(&cfg.daemon.ctl_socket)
         .map_err(|e| format!("control socket {}: {e}", cfg.daemon.ctl_socket.display()))?;
+    let metrics = match cfg.daemon.metrics {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a).map_err(|e| format!("metrics listener {a}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            tracing::info!(url = %format!("http://{a}/metrics"), "Prometheus metrics");
+            Some(l)
+        }
+        None => None,
+    };
     let socket_path = cfg.daemon.ctl_socket.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
@@ -81,6 +91,9 @@ fn run(cfg: config::Config, wait_ring: Duration) -> Result<(), String> {
         .name("esprit-ike-io".into())
         .spawn(move || {
             rt.block_on(async move {
+                if let Some(m) = metrics {
+                    tokio::spawn(ctl::serve_metrics(m, req_tx.clone()));
+                }
                 tokio::spawn(ctl::serve(listener, req_tx));
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

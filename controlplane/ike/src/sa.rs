@@ -108,14 +108,50 @@ pub enum Output {
 /// Notable happenings, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    IkeEstablished { spi: u64, connection: String, peer: SocketAddr, id: String, vips: Vec<IpAddr> },
-    IkeRekeyed { old: u64, new: u64 },
-    IkeClosed { spi: u64, reason: CloseReason },
-    ChildEstablished { ike_spi: u64, cookie: u64, spi_in: u32, spi_out: u32, rekey_of: Option<u64> },
-    ChildClosed { ike_spi: u64, cookie: u64, reason: CloseReason },
-    AuthFailed { peer: SocketAddr, reason: String },
-    Refused { peer: SocketAddr, exchange: ExchangeType, notify: u16, reason: String },
-    NatMappingChanged { spi: u64, old: SocketAddr, new: SocketAddr },
+    /// `took`: from the first IKE_SA_INIT to the end of IKE_AUTH.
+    IkeEstablished {
+        spi: u64,
+        connection: String,
+        peer: SocketAddr,
+        id: String,
+        vips: Vec<IpAddr>,
+        took: Duration,
+    },
+    IkeRekeyed {
+        old: u64,
+        new: u64,
+    },
+    IkeClosed {
+        spi: u64,
+        reason: CloseReason,
+    },
+    ChildEstablished {
+        ike_spi: u64,
+        cookie: u64,
+        spi_in: u32,
+        spi_out: u32,
+        rekey_of: Option<u64>,
+    },
+    ChildClosed {
+        ike_spi: u64,
+        cookie: u64,
+        reason: CloseReason,
+    },
+    AuthFailed {
+        peer: SocketAddr,
+        reason: String,
+    },
+    Refused {
+        peer: SocketAddr,
+        exchange: ExchangeType,
+        notify: u16,
+        reason: String,
+    },
+    NatMappingChanged {
+        spi: u64,
+        old: SocketAddr,
+        new: SocketAddr,
+    },
 }
 
 /// Why an SA went away.

@@ -182,6 +182,7 @@ pub(crate) fn established(sa: &mut IkeSa, ctx: &mut Ctx<'_>) {
         peer: sa.remote,
         id: sa.peer.as_ref().map(|p| identity::display_identity(&p.id)).unwrap_or_default(),
         vips: sa.vips.clone(),
+        took: ctx.now.saturating_duration_since(sa.created),
     };
     ctx.event(e);
 }
