@@ -1256,14 +1256,22 @@ interface = "outside"
         raise LabError(f"esprit-dataplane does not answer ping on {GW_IN} (stats segment {stats} "
                        f"{'exists' if stats.exists() else 'missing'}):\n{tail(self.dp_out)}")
 
-    def start(self, ike_config=None):
-        """Both processes; `ike_config` (TOML text) replaces the generated esprit-ike config."""
+    def start(self, ike_config=None, ike_in_host=False):
+        """Both processes; `ike_config` (TOML text) replaces the generated esprit-ike config.
+        esprit-ike never touches the wire, so it may run in the host's namespace
+        (`ike_in_host`: its /metrics listener is then reachable from the host)."""
         EspritGateway.check_binaries(self.dataplane_bin, self.ike_bin)
         self.start_dataplane()
         cfg = self.dir / "esprit-ike.toml"
         cfg.write_text(ike_config or esprit_ike_config(self.conn, self.lab, self.dir))
         with open(self.ike_out, "w") as f:
-            self.ike = self.lab.spawn("gw", esprit_ike_command(self.ike_bin, cfg), stdout=f, stderr=subprocess.STDOUT)
+            argv = esprit_ike_command(self.ike_bin, cfg)
+            if ike_in_host:
+                self.ike = subprocess.Popen([str(a) for a in argv], stdout=f, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+                self.lab.procs.append(self.ike)
+            else:
+                self.ike = self.lab.spawn("gw", argv, stdout=f, stderr=subprocess.STDOUT)
         esprit_ike_wait_ready(self)
         return self
 

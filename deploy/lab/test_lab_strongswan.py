@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import sys
 import time
 
 import pytest
@@ -420,3 +421,36 @@ def test_metrics_move_with_traffic(lab, gateway, kind):
     assert grew("esprit_dataplane_interface_rx_packets_total", interface="outside") >= 20, report("rx outside")
     assert L.metric(m, "esprit_dataplane_sa_packets_total", spi=child.spi_out, direction="in") >= 20, report("per-SA in")
     assert L.metric(m, "esprit_dataplane_sa_packets_total", spi=child.spi_in, direction="out") >= 20, report("per-SA out")
+
+
+# The quickstart ------------------------------------------------------------------------------
+
+def test_quickstart_up_and_down():
+    """README's quickstart (deploy/quickstart.sh runs this after building): up connects a
+    strongSwan client through Esprit, pings through the tunnel, lists the SA and leaves the
+    lab running with /metrics reachable from the host; down removes everything."""
+    try:
+        L.EspritGateway.check_binaries()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    qs = [sys.executable, str(L.HERE / "quickstart.py")]
+    try:
+        r = L.sh(qs + ["up"], check=False, timeout=120)
+        assert r.returncode == 0, f"quickstart up failed:\n{r.stdout}\n{r.stderr}"
+        assert "3 packets transmitted, 3 received" in r.stdout, r.stdout
+        assert "ESTABLISHED" in r.stdout and "virtual IPs 10.9.0." in r.stdout, r.stdout
+        # Still up after the command returned, and scrapeable from the host.
+        import urllib.request
+        text = urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=5).read().decode()
+        m = L.parse_metrics(text)
+        assert L.metric(m, "esprit_ike_sas", state="established") == 1, text
+        p = L.sh(["ip", "netns", "exec", "quick-client1", "ping", "-n", "-q", "-c", "2", "-i", "0.2", L.SERVER],
+                 check=False)
+        assert " 2 received" in p.stdout, p.stdout
+    finally:
+        d = L.sh(qs + ["down"], check=False, timeout=60)
+    assert d.returncode == 0, d.stderr
+    left = [n for n in L.sh(["ip", "netns", "list"]).stdout.split() if n.startswith("quick-")]
+    assert not left, f"namespaces left behind: {left}"
