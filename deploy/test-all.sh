@@ -38,8 +38,12 @@ step "live data plane on AF_PACKET and DPDK net_af_packet in network namespaces"
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
 
-step "interop lab: strongSwan road warriors behind nftables NAT against strongSwan's and Esprit's gateways"
+step "example configs pass both processes' checks"
 cargo build --release -q -p esprit-ike -p espritctl
+target/release/esprit-dataplane --config deploy/examples/appliance/esprit.toml --check-config
+target/release/esprit-ike --config deploy/examples/appliance/esprit.toml --check-config
+
+step "interop lab: strongSwan road warriors behind nftables NAT against strongSwan's and Esprit's gateways"
 (cd deploy/lab && ESPRIT_DATAPLANE="$PWD/../../target/release/esprit-dataplane" \
   ESPRIT_IKE="$PWD/../../target/release/esprit-ike" ESPRITCTL="$PWD/../../target/release/espritctl" \
   /usr/bin/python3 -m pytest -q .)

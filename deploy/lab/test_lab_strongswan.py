@@ -454,3 +454,18 @@ def test_quickstart_up_and_down():
     assert d.returncode == 0, d.stderr
     left = [n for n in L.sh(["ip", "netns", "list"]).stdout.split() if n.startswith("quick-")]
     assert not left, f"namespaces left behind: {left}"
+
+
+def test_grafana_dashboard_uses_metrics_that_exist(lab, gateway, kind):
+    """Every metric the Grafana dashboard (deploy/grafana) queries is served by a live
+    esprit-ike (histograms by their _bucket series)."""
+    if family(kind) != "esprit":
+        pytest.skip("Esprit's metrics")
+    dash = json.loads((L.ROOT / "deploy" / "grafana" / "esprit-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    wanted = {n for e in exprs for n in re.findall(r"\b(esprit_[a-z0-9_]+)", e)}
+    gw = gateway()
+    connect(lab)
+    served = {n for (n, _) in gw.metrics()}
+    missing = wanted - served
+    assert not missing, lab.report(f"the dashboard queries metrics esprit-ike does not serve: {sorted(missing)}")

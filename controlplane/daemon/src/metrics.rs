@@ -66,7 +66,7 @@ impl Metrics {
         )
         .expect("valid histogram");
         r.register(Box::new(latency.clone())).expect("unique metric");
-        Metrics {
+        let m = Metrics {
             handshakes: counter(
                 &r,
                 "esprit_ike_handshakes_total",
@@ -96,7 +96,30 @@ impl Metrics {
             ),
             latency,
             registry: r,
+        };
+        // Every series exists from the start (at 0), so that rates and dashboards work
+        // before the first event of each kind.
+        for reason in [
+            "authentication",
+            "timeout",
+            "no_proposal_chosen",
+            "invalid_ke_payload",
+            "internal_address_failure",
+            "ts_unacceptable",
+            "refused",
+        ] {
+            m.failures.with_label_values(&[reason]);
         }
+        for kind in ["ike", "child"] {
+            m.rekeys.with_label_values(&[kind]);
+        }
+        for r in ["peer_deleted", "deleted", "rekeyed", "dpd_timeout", "expired", "replaced", "failed"] {
+            m.deletes.with_label_values(&[r]);
+        }
+        m.dpd_timeouts.with_label_values::<&str>(&[]);
+        m.children.with_label_values::<&str>(&[]);
+        m.nat_changes.with_label_values::<&str>(&[]);
+        m
     }
 
     pub fn event(&self, e: &Event) {
