@@ -469,3 +469,36 @@ def test_grafana_dashboard_uses_metrics_that_exist(lab, gateway, kind):
     served = {n for (n, _) in gw.metrics()}
     missing = wanted - served
     assert not missing, lab.report(f"the dashboard queries metrics esprit-ike does not serve: {sorted(missing)}")
+
+
+# Reload --------------------------------------------------------------------------------------
+
+def test_reload_keeps_sas_and_refuses_a_broken_file(lab, gateway, kind):
+    """espritctl reload: a new connection added while a client is connected leaves its SAs
+    and traffic alone; a file with an error is refused (with its line) and the running
+    configuration kept."""
+    if family(kind) != "esprit":
+        pytest.skip("esprit-ike's reload")
+    gw = gateway()
+    c = connect(lab)
+    assert c.ping(L.SERVER, 2, 0.2) == 2
+    spis = gw.sa_spis()
+    assert len(spis) == 2, lab.report(f"SAs on the gateway: {spis}")
+    cfg = gw.dir / "esprit-ike.toml"
+    good = cfg.read_text()
+    ctl = [L.find_binary("espritctl", "ESPRITCTL"), "--socket", gw.dir / "esprit-ike.sock"]
+    second = good[good.index("[[connection]]"):].replace('name = "rw"', 'name = "rw-extra"')
+    cfg.write_text(good + "\n" + second)
+    r = L.sh(ctl + ["reload"], check=False)
+    assert r.returncode == 0 and "rw, rw-extra" not in r.stdout and "rw rw-extra" in r.stdout, r.stdout + r.stderr
+    assert gw.sa_spis() == spis and gw.ike_sa_count() == 1, lab.report("SAs changed by a reload")
+    assert c.ping(L.SERVER, 3, 0.2) == 3, lab.report("traffic after a reload")
+    broken = good.replace('fragment_size = ', 'fragment_size = "many" # ')
+    cfg.write_text(broken)
+    r = L.sh(ctl + ["reload"], check=False)
+    line = next(i for i, l in enumerate(broken.splitlines(), 1) if "fragment_size" in l)
+    assert r.returncode != 0 and f"esprit-ike.toml:{line}:" in r.stderr and "running configuration is kept" in r.stderr, \
+        r.stdout + r.stderr
+    conns = json.loads(L.sh(ctl + ["list-conns", "--json"]).stdout)
+    assert [x["name"] for x in conns] == ["rw", "rw-extra"], conns
+    assert gw.sa_spis() == spis and c.ping(L.SERVER, 3, 0.2) == 3, lab.report("a refused reload touched the SAs")

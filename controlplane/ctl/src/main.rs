@@ -58,6 +58,9 @@ enum Cmd {
     },
     /// esprit-ike's counters.
     Stats,
+    /// Re-read esprit-ike's configuration file: established SAs stay; a file with errors
+    /// is refused (each error printed with its line) and the running configuration kept.
+    Reload,
     /// Delete an IKE SA (and its CHILD SAs), telling the peer.
     Terminate {
         /// The IKE SA's initiator or responder SPI, in hex (as list-sas prints it).
@@ -245,6 +248,17 @@ fn main() -> ExitCode {
         })),
         Cmd::Stats => done(ask(&socket, serde_json::json!({"cmd": "stats"})).map(|v| {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        })),
+        Cmd::Reload => done(ask(&socket, serde_json::json!({"cmd": "reload"})).map(|v| {
+            println!(
+                "reloaded: connections {}; {} IKE SA(s) of removed connections deleted",
+                list_of(&v, "connections"),
+                str_of(&v, "deleted_ike_sas")
+            );
+            let restart = list_of(&v, "needs_restart");
+            if !restart.is_empty() {
+                println!("changed but only applied after a restart: {restart}");
+            }
         })),
         Cmd::Terminate { ike, peer } => {
             let req = match (ike, peer) {

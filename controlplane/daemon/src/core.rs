@@ -34,6 +34,7 @@ pub struct Counters {
 
 pub struct Core {
     cfg: Config,
+    cfg_path: std::path::PathBuf,
     ep: Endpoint,
     mirror: Mirror,
     tx: Sender,
@@ -67,7 +68,12 @@ pub fn attach(ring: &str, wait: Duration) -> Result<Channel, String> {
 }
 
 impl Core {
-    pub fn new(cfg: Config, ch: Channel, ctl: mpsc::Receiver<Request>) -> Result<Core, String> {
+    pub fn new(
+        cfg: Config,
+        cfg_path: std::path::PathBuf,
+        ch: Channel,
+        ctl: mpsc::Receiver<Request>,
+    ) -> Result<Core, String> {
         let now = Instant::now();
         let ep = Endpoint::new(cfg.ike.clone(), esprit_ikev2::crypto::default_provider(), now, unix_now())
             .map_err(|e| e.to_string())?;
@@ -76,6 +82,7 @@ impl Core {
         let stats_path = std::path::PathBuf::from(format!("{}-stats", ring.display()));
         let mut core = Core {
             cfg,
+            cfg_path,
             ep,
             mirror: Mirror::default(),
             tx,
@@ -274,6 +281,54 @@ impl Core {
         self.metrics.render(&st, self.stats.as_ref(), limit)
     }
 
+    /// Re-reads the configuration file; a file with errors is refused and the running
+    /// configuration kept. Established SAs stay (see `Endpoint::set_config`).
+    fn reload(&mut self) -> Value {
+        let new = match crate::config::load(&self.cfg_path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(file = %self.cfg_path.display(), errors = e.0.len(), "reload refused: the running configuration is kept");
+                return json!({ "error": format!("{e}\nreload refused: the running configuration is kept") });
+            }
+        };
+        let d = &self.cfg.daemon;
+        let fixed: Vec<&str> = [
+            ("ring", new.daemon.ring != d.ring),
+            ("ctl_socket", new.daemon.ctl_socket != d.ctl_socket),
+            ("metrics", new.daemon.metrics != d.metrics),
+        ]
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(n, _)| *n)
+        .collect();
+        let deleted = match self.ep.set_config(Instant::now(), new.ike.clone()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(reason = %e, "reload refused: the running configuration is kept");
+                return json!({ "error": format!("{e}; reload refused: the running configuration is kept") });
+            }
+        };
+        if new.daemon.keepalive != d.keepalive {
+            if let Some(k) = new.daemon.keepalive {
+                self.waiting.push_back(Message::SetKeepalive { interval_secs: k });
+            }
+        }
+        let keep = (d.ring.clone(), d.ctl_socket.clone(), d.metrics, d.metrics_sa_limit);
+        self.cfg = new;
+        // These need a restart; the running values stay.
+        (self.cfg.daemon.ring, self.cfg.daemon.ctl_socket, self.cfg.daemon.metrics) = (keep.0, keep.1, keep.2);
+        tracing::info!(
+            connections = self.cfg.ike.connections.len(),
+            deleted_ike_sas = deleted,
+            "configuration reloaded"
+        );
+        json!({ "ok": {
+            "connections": self.cfg.ike.connections.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            "deleted_ike_sas": deleted,
+            "needs_restart": fixed,
+        }})
+    }
+
     /// Per-SA counters from the data plane's stats segment: (direction, SPI) → (packets, bytes).
     fn sa_counters(&mut self) -> HashMap<(SaDirection, u32), (u64, u64)> {
         let mut m = HashMap::new();
@@ -325,6 +380,7 @@ impl Core {
                 json!({ "ok": conns })
             }
             Some("metrics") => json!({ "ok": self.metrics_text() }),
+            Some("reload") => self.reload(),
             Some("stats") => {
                 let s = &self.ep.stats;
                 json!({ "ok": {
@@ -365,7 +421,7 @@ impl Core {
                 json!({ "ok": { "terminated": doomed.len() } })
             }
             Some(other) => {
-                json!({ "error": format!("unknown command '{other}'; known: list-sas, list-conns, stats, terminate") })
+                json!({ "error": format!("unknown command '{other}'; known: list-sas, list-conns, stats, terminate, reload, metrics") })
             }
             None => json!({ "error": "a request is an object with \"cmd\"" }),
         }

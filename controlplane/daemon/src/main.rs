@@ -59,7 +59,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match run(cfg, Duration::from_secs(cli.wait_ring)) {
+    match run(cfg, cli.config.clone(), Duration::from_secs(cli.wait_ring)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: config::Config, wait_ring: Duration) -> Result<(), String> {
+fn run(cfg: config::Config, cfg_path: PathBuf, wait_ring: Duration) -> Result<(), String> {
     let channel = core::attach(&cfg.daemon.ring, wait_ring)?;
     tracing::info!(ring = %cfg.daemon.ring, connections = cfg.ike.connections.len(), "attached to the data plane's ring");
     let (req_tx, req_rx) = mpsc::channel();
@@ -106,7 +106,7 @@ fn run(cfg: config::Config, wait_ring: Duration) -> Result<(), String> {
             });
         })
         .map_err(|e| e.to_string())?;
-    let mut core = core::Core::new(cfg, channel, req_rx)?;
+    let mut core = core::Core::new(cfg, cfg_path, channel, req_rx)?;
     tracing::info!(socket = %socket_path.display(), "esprit-ike ready");
     core.run(&stop);
     let _ = std::fs::remove_file(&socket_path);

@@ -122,6 +122,51 @@ impl Endpoint {
         &self.cfg
     }
 
+    /// Applies a new configuration without dropping established SAs: each IKE SA keeps its
+    /// connection (matched by name) and its leases; SAs of connections that are gone are
+    /// deleted (their peers are told). Refused, with nothing changed, if a pool that still
+    /// has leases changed its addresses or went away. Returns how many IKE SAs were deleted.
+    pub fn set_config(&mut self, now: Instant, cfg: Arc<IkeConfig>) -> Result<usize, String> {
+        let kept = |n: &str, s: &str| self.cfg.pools.iter().position(|(a, b)| a == n && b == s);
+        // Check everything first: a refused reload changes nothing.
+        for (name, spec) in &cfg.pools {
+            if kept(name, spec).is_none() {
+                Pool::new(name, spec).map_err(|e| e.to_string())?;
+            }
+        }
+        for (i, (name, spec)) in self.cfg.pools.iter().enumerate() {
+            let used = self.pools[i].in_use();
+            if used > 0 && !cfg.pools.iter().any(|(a, b)| a == name && b == spec) {
+                return Err(format!(
+                    "pool '{name}' ({spec}) changed or went away while {used} of its addresses are leased"
+                ));
+            }
+        }
+        let mut old: Vec<Option<Pool>> = self.pools.drain(..).map(Some).collect();
+        let mut pools = Vec::with_capacity(cfg.pools.len());
+        for (name, spec) in &cfg.pools {
+            match kept(name, spec).and_then(|i| old[i].take()) {
+                Some(p) => pools.push(p),
+                None => pools.push(Pool::new(name, spec).map_err(|e| e.to_string())?),
+            }
+        }
+        let old_cfg = std::mem::replace(&mut self.cfg, cfg);
+        self.pools = pools;
+        let mut doomed = Vec::new();
+        for sa in self.sas.values_mut() {
+            let name = sa.conn.and_then(|i| old_cfg.connections.get(i)).map(|c| c.name.clone());
+            let Some(name) = name else { continue };
+            sa.conn = self.cfg.connections.iter().position(|c| c.name == name);
+            if sa.conn.is_none() {
+                doomed.push(sa.spi);
+            }
+        }
+        for spi in &doomed {
+            self.terminate(now, *spi);
+        }
+        Ok(doomed.len())
+    }
+
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
