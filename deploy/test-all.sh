@@ -69,7 +69,7 @@ FUZZ_SECONDS="${ESPRIT_FUZZ_SECONDS:-20}"
 if [ "$FUZZ_SECONDS" != 0 ]; then
   step "fuzzing, ${FUZZ_SECONDS}s per target"
   # cargo fuzz needs nightly flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
-  for t in wire classify decap reassembly engine config ring_decode ike_decode; do
+  for t in wire classify decap reassembly engine config ring_decode ike_decode ike_endpoint; do
     work=$(mktemp -d)
     (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "$work" "corpus/$t" -- \
         -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 2>&1 | tail -n 3)

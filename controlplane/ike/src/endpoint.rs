@@ -55,6 +55,11 @@ pub struct Endpoint {
     sas: HashMap<u64, Box<IkeSa>>,
     /// Half-open SAs by (peer, initiator SPI), to answer retransmitted IKE_SA_INIT requests.
     half_open: HashMap<(SocketAddr, u64), u64>,
+    /// The key each half-open SA was indexed under (its peer may float to 4500 since).
+    half_open_key: HashMap<u64, (SocketAddr, u64)>,
+    /// Which IKE SA replaced which (rekeys), to find where children belong when the SA
+    /// they were to move to was rekeyed itself meanwhile.
+    successor: HashMap<u64, u64>,
     /// Which IKE SA each CHILD SA (cookie) belongs to.
     children: HashMap<u64, u64>,
     pools: Vec<Pool>,
@@ -107,6 +112,8 @@ impl Endpoint {
             p,
             sas: HashMap::new(),
             half_open: HashMap::new(),
+            half_open_key: HashMap::new(),
+            successor: HashMap::new(),
             children: HashMap::new(),
             pools,
             out: VecDeque::new(),
@@ -284,6 +291,7 @@ impl Endpoint {
         match outcome {
             init::InitOutcome::Sa(sa) => {
                 self.half_open.insert((remote, h.spi_i), spi);
+                self.half_open_key.insert(spi, (remote, h.spi_i));
                 self.insert(now, sa);
             }
             init::InitOutcome::Reply(bytes) => {
@@ -319,9 +327,27 @@ impl Endpoint {
                 Output::Remove { cookie, .. } => {
                     self.children.remove(cookie);
                 }
+                Output::Event(crate::sa::Event::IkeRekeyed { old, new }) => {
+                    self.successor.insert(*old, *new);
+                }
                 _ => {}
             }
         }
+        if self.successor.len() > 2 * self.sas.len() + 1024 {
+            let sas = &self.sas;
+            self.successor.retain(|o, n| sas.contains_key(o) || sas.contains_key(n));
+        }
+    }
+
+    /// `spi`, or the live IKE SA that replaced it through rekeys.
+    fn live_successor(&self, mut spi: u64) -> Option<u64> {
+        for _ in 0..16 {
+            if self.sas.contains_key(&spi) {
+                return Some(spi);
+            }
+            spi = *self.successor.get(&spi)?;
+        }
+        None
     }
 
     fn reschedule(&mut self, now: Instant, spi: u64) {
@@ -335,12 +361,20 @@ impl Endpoint {
         }
     }
 
+    fn forget_half_open(&mut self, spi: u64) {
+        if let Some(k) = self.half_open_key.remove(&spi) {
+            if self.half_open.get(&k) == Some(&spi) {
+                self.half_open.remove(&k);
+            }
+        }
+    }
+
     fn apply(&mut self, now: Instant, spi: u64, effects: Vec<Effect>) {
         for e in effects {
             match e {
                 Effect::Gone(s) => {
                     if let Some(sa) = self.sas.remove(&s) {
-                        self.half_open.remove(&(sa.remote, sa.spi_i));
+                        self.forget_half_open(sa.spi);
                         for c in &sa.children {
                             self.children.remove(&c.cookie);
                         }
@@ -358,7 +392,31 @@ impl Endpoint {
                     }
                     self.reschedule(now, new);
                 }
+                Effect::Deadline { spi: s, at } => {
+                    if let Some(sa) = self.sas.get_mut(&s) {
+                        sa.expire_at = Some(sa.expire_at.map_or(at, |t| t.min(at)));
+                        sa.rekey_at = None;
+                    }
+                    self.reschedule(now, s);
+                }
                 Effect::MoveTo(to) => {
+                    self.index_outputs();
+                    let to = self.live_successor(to).unwrap_or(to);
+                    if !self.sas.contains_key(&to) {
+                        // The SA that was to take the children is gone already: they go
+                        // too, each with its Remove, and the leases with them.
+                        self.with_sa(spi, now, |sa, ctx| {
+                            let cookies: Vec<u64> = sa.children.iter().map(|c| c.cookie).collect();
+                            for c in cookies {
+                                sa.remove_child(ctx, c, CloseReason::Deleted);
+                            }
+                            for p in ctx.pools.iter_mut() {
+                                p.release(sa.spi);
+                            }
+                            sa.vips.clear();
+                        });
+                        continue;
+                    }
                     let moved = self
                         .sas
                         .get_mut(&spi)
@@ -392,13 +450,8 @@ impl Endpoint {
                 }
             }
         }
-        if let Some(sa) = self.sas.get(&spi) {
-            if matches!(sa.state, SaState::Established | SaState::Rekeyed | SaState::Deleting) {
-                let key = (sa.remote, sa.spi_i);
-                if self.half_open.get(&key) == Some(&spi) && sa.is_established() {
-                    self.half_open.remove(&key);
-                }
-            }
+        if self.sas.get(&spi).is_some_and(|sa| !matches!(sa.state, SaState::AwaitingAuth)) {
+            self.forget_half_open(spi);
         }
         self.index_outputs();
         let spis: Vec<u64> =

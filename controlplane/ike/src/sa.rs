@@ -359,6 +359,9 @@ pub(crate) enum Effect {
     MoveTo(u64),
     /// Forget this SA (its children are already removed).
     Gone(u64),
+    /// The IKE SA with our SPI `spi` must be gone by `at` (a redundant SA of a rekey
+    /// collision its creator should delete, in case it never does): deleted then.
+    Deadline { spi: u64, at: Instant },
 }
 
 /// One IKE SA.

@@ -542,13 +542,13 @@ pub(crate) fn on_rekey_ike_response(
         return Vec::new();
     };
     ctx.stats.ike_rekeys += 1;
-    if let Some(c) = collision {
+    if let Some(c) = &collision {
         if lowest_in(&(sent.ni.clone(), nr.clone()), &c.nonces) {
             // Ours is redundant: delete it; the peer's new SA takes the children and the peer
             // deletes this old one.
             new.state = SaState::Deleting;
             new.queue.push_back(Queued::DeleteIke);
-            let mut effects = peer_rekey_won(sa, ctx, c);
+            let mut effects = peer_rekey_won(sa, ctx, c.clone());
             effects.push(Effect::NewSa(new));
             return effects;
         }
@@ -560,7 +560,13 @@ pub(crate) fn on_rekey_ike_response(
     sa.state = SaState::Rekeyed;
     sa.queue.clear();
     sa.queue.push_back(Queued::DeleteIke);
-    vec![Effect::NewSa(new)]
+    let mut effects = vec![Effect::NewSa(new)];
+    if let Some(c) = collision {
+        // If the peer never learns it lost (our answer to its rekey was lost), it cannot
+        // delete its redundant SA: we do, after a grace period.
+        effects.push(Effect::Deadline { spi: c.theirs, at: ctx.now + 2 * OLD_IKE_GRACE });
+    }
+    effects
 }
 
 /// The peer's IKE rekey won the collision: its new SA takes the children.

@@ -39,6 +39,15 @@ pub(crate) fn on_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: u32, pl: &[Paylo
     }
     if delete_ike {
         sa.send_response(ctx, ExchangeType::INFORMATIONAL, id, &[]);
+        if let Some(c) = sa.rekey_collision.take().filter(|_| !matches!(sa.state, SaState::Rekeyed)) {
+            // Both sides rekeyed at once and our exchange is still undecided (its answer
+            // was lost): the peer finished its own and deletes this old SA, so its new SA
+            // (which we answered) is the survivor and takes the children (§2.8.2).
+            sa.state = SaState::Rekeyed;
+            ctx.event(crate::sa::Event::IkeRekeyed { old: sa.spi, new: c.theirs });
+            ctx.event(crate::sa::Event::IkeClosed { spi: sa.spi, reason: CloseReason::Rekeyed });
+            return vec![Effect::MoveTo(c.theirs), Effect::Gone(sa.spi)];
+        }
         if !matches!(sa.state, SaState::Rekeyed) {
             sa.teardown(ctx, CloseReason::PeerDeleted);
         } else {

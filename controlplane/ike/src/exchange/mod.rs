@@ -276,8 +276,11 @@ pub(crate) fn on_child_event(sa: &mut IkeSa, ctx: &mut Ctx<'_>, cookie: u64, ev:
         ChildEvent::HardLifetime => {
             if let ChildState::Rekeyed { by } = c.state {
                 sa.route_child(ctx, by);
+                sa.remove_child(ctx, cookie, CloseReason::Expired);
+            } else if matches!(c.state, ChildState::Installed | ChildState::Rekeying) {
+                // Expired without a successor: tell the peer (its half would linger).
+                sa.enqueue(Queued::DeleteChild(cookie));
             }
-            sa.remove_child(ctx, cookie, CloseReason::Expired);
         }
         ChildEvent::Idle(_) => c.idle = true,
         ChildEvent::Resumed => c.idle = false,

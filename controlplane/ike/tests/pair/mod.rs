@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use esprit_esp::sa::{Endpoint as EspEndpoint, InboundMeta, InboundSa, OutboundSa, SaParams, UdpEncap};
 use esprit_esp::{DropReason, HeapBuf, PacketBuf};
 use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
-use esprit_ikev2::crypto::default_provider;
+use esprit_ikev2::crypto::{default_provider, CryptoProvider};
 use esprit_ikev2::identity::{parse_identity, IdentityPattern};
 use esprit_ikev2::message::{self, PayloadType};
 use esprit_ikev2::proposal::{EspProposal, IkeProposal};
@@ -184,9 +184,14 @@ pub fn vip_options() -> InitiatorOptions {
 
 impl Pair {
     pub fn new(init_cfg: IkeConfig, resp_cfg: IkeConfig) -> Pair {
+        Pair::with_provider(init_cfg, resp_cfg, default_provider())
+    }
+
+    /// Like [`Pair::new`], with both endpoints' crypto and randomness from `p` (a seeded
+    /// generator makes SPIs and nonces, hence rekey-collision winners, replayable).
+    pub fn with_provider(init_cfg: IkeConfig, resp_cfg: IkeConfig, p: &'static dyn CryptoProvider) -> Pair {
         let now = Instant::now();
         let unix = 1_900_000_000; // 2030: inside the test certificates' validity
-        let p = default_provider();
         Pair {
             now,
             init: Endpoint::new(Arc::new(init_cfg), p, now, unix).unwrap(),
