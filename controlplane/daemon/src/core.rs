@@ -125,9 +125,12 @@ impl Core {
     /// One turn: input (waiting at most `max_wait`), timers, requests, output.
     pub fn turn(&mut self, max_wait: Duration) {
         let now = Instant::now();
-        let wait = self.ep.poll_timeout().map_or(max_wait, |t| t.saturating_duration_since(now).min(max_wait));
-        let first = if self.waiting.is_empty() { self.rx.recv_timeout(wait) } else { self.rx.try_recv() };
-        let mut next = first;
+        let mut wait = self.ep.poll_timeout().map_or(max_wait, |t| t.saturating_duration_since(now).min(max_wait));
+        if !self.waiting.is_empty() {
+            // The ring to the data plane was full: look again soon, without spinning.
+            wait = wait.min(Duration::from_millis(1));
+        }
+        let mut next = self.rx.recv_timeout(wait);
         let mut n = 0;
         loop {
             match next {
@@ -151,10 +154,6 @@ impl Core {
         }
         self.flush_outputs();
         self.send_waiting(Duration::ZERO);
-        if self.waiting.len() > 1 && self.rx.region().peer().alive {
-            // The ring is full: give the data plane a moment rather than spin.
-            std::thread::sleep(Duration::from_micros(200));
-        }
     }
 
     fn on_message(&mut self, m: Message) {
