@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use crate::crypto::DhSecret;
 use crate::exchange::auth::{new_child_with_nonces, remote_allowed};
+use crate::exchange::{ke_of, nonce_of, sa_of, ts_of};
 use crate::keys::{self, IkeSuite};
 use crate::message::{ExchangeType, Notify, NotifyType, Payload, Proposal, ProtocolId};
 use crate::proposal::{self, EspChoice};
 use crate::sa::{error_notify, notifies, notify, ChildState, Ctx, Effect, Event, IkeSa, Queued, SaState, Task};
-use crate::ts::{self, TrafficSelector};
+use crate::ts;
 
 /// How long a replaced CHILD SA is kept at most when the peer does not delete it.
 pub(crate) const REPLACED_GRACE: Duration = Duration::from_secs(60);
@@ -60,24 +61,6 @@ fn lowest_in(a: &(Vec<u8>, Vec<u8>), b: &(Vec<u8>, Vec<u8>)) -> bool {
     let min_a = a.0.as_slice().min(a.1.as_slice());
     let min_b = b.0.as_slice().min(b.1.as_slice());
     min_a < min_b
-}
-
-fn nonce_of(pl: &[Payload]) -> Option<&Vec<u8>> {
-    pl.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n) } else { None })
-}
-
-fn ke_of(pl: &[Payload]) -> Option<(u16, &Vec<u8>)> {
-    pl.iter().find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data)) } else { None })
-}
-
-fn sa_of(pl: &[Payload]) -> Option<&Vec<Proposal>> {
-    pl.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s) } else { None })
-}
-
-fn ts_of(pl: &[Payload]) -> (Option<&Vec<TrafficSelector>>, Option<&Vec<TrafficSelector>>) {
-    let i = pl.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
-    let r = pl.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
-    (i, r)
 }
 
 /// Responder: a CREATE_CHILD_SA request.

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use crate::config::RemoteAuth;
 use crate::cookie::CookieJar;
 use crate::crypto::DhGroup;
+use crate::exchange::{ke_of, nonce_of, sa_of};
 use crate::keys::{self, IkeSuite};
 use crate::message::{
     self, CertEncoding, Decoded, ExchangeType, Header, NotifyType, Payload, PayloadType, IKEV2_VERSION,
@@ -85,18 +86,7 @@ pub(crate) fn respond(
     if let Some(t) = message::unsupported_critical(pl) {
         return plain_reply(h, NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![t.0]);
     }
-    let mut sa = None;
-    let mut ke = None;
-    let mut ni = None;
-    for p in pl {
-        match p {
-            Payload::Sa(props) => sa = Some(props),
-            Payload::Ke { group, data } => ke = Some((*group, data)),
-            Payload::Nonce(n) => ni = Some(n),
-            _ => {}
-        }
-    }
-    let (Some(props), Some((group, kei)), Some(ni)) = (sa, ke, ni) else {
+    let (Some(props), Some((group, kei)), Some(ni)) = (sa_of(pl), ke_of(pl), nonce_of(pl)) else {
         return plain_reply(h, NotifyType::INVALID_SYNTAX, vec![]);
     };
     if cookie_required {
@@ -372,18 +362,7 @@ pub(crate) fn on_response(sa: &mut IkeSa, ctx: &mut Ctx<'_>, raw: &[u8], d: &Dec
     if crate::sa::error_notify(pl).is_some() {
         return false;
     }
-    let mut props = None;
-    let mut ke = None;
-    let mut nr = None;
-    for p in pl {
-        match p {
-            Payload::Sa(x) => props = Some(x),
-            Payload::Ke { group, data } => ke = Some((*group, data)),
-            Payload::Nonce(n) => nr = Some(n),
-            _ => {}
-        }
-    }
-    let (Some(props), Some((group, ker)), Some(nr)) = (props, ke, nr) else { return false };
+    let (Some(props), Some((group, ker)), Some(nr)) = (sa_of(pl), ke_of(pl), nonce_of(pl)) else { return false };
     let ours = sa.connection(ctx.cfg).map(|c| c.ike_proposals.clone()).unwrap_or_default();
     let Some(suite) = proposal::accept_ike(&ours, props) else { return false };
     let SaState::InitSent { dh, .. } = &sa.state else { return false };

@@ -8,8 +8,9 @@ pub(crate) mod init;
 
 use core::net::SocketAddr;
 
-use crate::message::{self, Decoded, ExchangeType, NotifyType};
+use crate::message::{self, Decoded, ExchangeType, NotifyType, Payload, Proposal};
 use crate::sa::{notify, ChildState, CloseReason, Ctx, Effect, IkeSa, Queued, SaState, Task};
+use crate::ts::TrafficSelector;
 
 /// What the data plane reports about a CHILD SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,25 @@ pub enum ChildEvent {
     Idle(u32),
     /// Packets come in again after an idle spell.
     Resumed,
+}
+
+/// The first payload of each kind in a message.
+pub(crate) fn nonce_of(pl: &[Payload]) -> Option<&Vec<u8>> {
+    pl.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n) } else { None })
+}
+
+pub(crate) fn ke_of(pl: &[Payload]) -> Option<(u16, &Vec<u8>)> {
+    pl.iter().find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data)) } else { None })
+}
+
+pub(crate) fn sa_of(pl: &[Payload]) -> Option<&Vec<Proposal>> {
+    pl.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s) } else { None })
+}
+
+pub(crate) fn ts_of(pl: &[Payload]) -> (Option<&Vec<TrafficSelector>>, Option<&Vec<TrafficSelector>>) {
+    let i = pl.iter().find_map(|p| if let Payload::TsI(t) = p { Some(t) } else { None });
+    let r = pl.iter().find_map(|p| if let Payload::TsR(t) = p { Some(t) } else { None });
+    (i, r)
 }
 
 fn fail(sa: &mut IkeSa, ctx: &mut Ctx<'_>, reason: CloseReason) -> Vec<Effect> {
