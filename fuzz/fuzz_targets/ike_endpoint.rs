@@ -26,9 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
-use esprit_ikev2::crypto::{
-    CryptoError, CryptoProvider, DhGroup, DhSecret, EncrAlg, IntegAlg, OpensslProvider, PrfAlg,
-};
+use esprit_ikev2::crypto::{OpensslProvider, WithRandom};
 use esprit_ikev2::identity::{parse_identity, IdentityPattern};
 use esprit_ikev2::proposal::{EspProposal, IkeProposal};
 use esprit_ikev2::{ts, ChildEvent, Endpoint, InitiatorOptions, Output};
@@ -61,15 +59,21 @@ const STRANGER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
 /// rekey-collision winners and cookie decisions. Diffie-Hellman private values stay
 /// OpenSSL's: they only change key material, and a corrupted KE payload fails authentication
 /// whatever they are.
-#[derive(Debug)]
-struct Replayable;
-
-static PROVIDER: Replayable = Replayable;
+static PROVIDER: WithRandom = WithRandom {
+    base: &OpensslProvider,
+    random: replayable_fill,
+    name: "openssl with replayable randomness (fuzzing only)",
+};
 static RNG: Mutex<u64> = Mutex::new(0);
 
-impl Replayable {
-    fn reseed(seed: u8) {
-        *RNG.lock().unwrap_or_else(PoisonError::into_inner) = u64::from(seed);
+fn reseed(seed: u8) {
+    *RNG.lock().unwrap_or_else(PoisonError::into_inner) = u64::from(seed);
+}
+
+fn replayable_fill(out: &mut [u8]) {
+    let mut s = RNG.lock().unwrap_or_else(PoisonError::into_inner);
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&splitmix64(&mut s).to_be_bytes()[..chunk.len()]);
     }
 }
 
@@ -81,47 +85,6 @@ fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-impl CryptoProvider for Replayable {
-    fn name(&self) -> &'static str {
-        "openssl with replayable randomness (fuzzing only)"
-    }
-    fn fill_random(&self, out: &mut [u8]) {
-        let mut s = RNG.lock().unwrap_or_else(PoisonError::into_inner);
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&splitmix64(&mut s).to_be_bytes()[..chunk.len()]);
-        }
-    }
-    fn prf(&self, alg: PrfAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-        OpensslProvider.prf(alg, key, data)
-    }
-    fn integ(&self, alg: IntegAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-        OpensslProvider.integ(alg, key, data)
-    }
-    fn encrypt(
-        &self,
-        alg: EncrAlg,
-        key: &[u8],
-        iv: &[u8],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        OpensslProvider.encrypt(alg, key, iv, aad, plaintext)
-    }
-    fn decrypt(
-        &self,
-        alg: EncrAlg,
-        key: &[u8],
-        iv: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        OpensslProvider.decrypt(alg, key, iv, aad, ciphertext)
-    }
-    fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError> {
-        OpensslProvider.dh_generate(group)
-    }
 }
 
 // ---- the configurations (the pair harness's road warrior, with short IKE lifetimes)
@@ -696,7 +659,7 @@ fn tracing() -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
-    Replayable::reseed(input.arg());
+    reseed(input.arg());
     let mut w = World::new();
     w.check();
     while let Some(op) = Op::read(&mut input) {

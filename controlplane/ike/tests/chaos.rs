@@ -26,13 +26,10 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use esprit_ikev2::config::{IkeConfig, Retransmit};
-use esprit_ikev2::crypto::{
-    CryptoError, CryptoProvider, DhGroup, DhSecret, EncrAlg, IntegAlg, OpensslProvider, PrfAlg,
-};
+use esprit_ikev2::crypto::{OpensslProvider, WithRandom};
 use pair::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use zeroize::Zeroizing;
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a whole schedule from one seed.
 #[derive(Debug, Clone, Copy)]
@@ -62,59 +59,20 @@ thread_local! {
     static ENDPOINT_RNG: Cell<Rng> = const { Cell::new(Rng(0)) };
 }
 
-/// OpenSSL's primitives, with [`ENDPOINT_RNG`] for randomness. Diffie-Hellman private
-/// values stay OpenSSL's: they change key material, never what the state machine decides.
-#[derive(Debug)]
-struct Seeded;
+/// OpenSSL's primitives, with [`ENDPOINT_RNG`] for randomness.
+static SEEDED: WithRandom =
+    WithRandom { base: &OpensslProvider, random: seeded_fill, name: "openssl with a seeded generator (tests only)" };
 
-static SEEDED: Seeded = Seeded;
-
-impl Seeded {
-    fn reseed(seed: u64) {
-        ENDPOINT_RNG.set(Rng(seed ^ 0x656e_6470_6f69_6e74));
+fn seeded_fill(out: &mut [u8]) {
+    let mut rng = ENDPOINT_RNG.get();
+    for chunk in out.chunks_mut(8) {
+        chunk.copy_from_slice(&rng.next().to_be_bytes()[..chunk.len()]);
     }
+    ENDPOINT_RNG.set(rng);
 }
 
-impl CryptoProvider for Seeded {
-    fn name(&self) -> &'static str {
-        "openssl with a seeded generator (tests only)"
-    }
-    fn fill_random(&self, out: &mut [u8]) {
-        let mut rng = ENDPOINT_RNG.get();
-        for chunk in out.chunks_mut(8) {
-            chunk.copy_from_slice(&rng.next().to_be_bytes()[..chunk.len()]);
-        }
-        ENDPOINT_RNG.set(rng);
-    }
-    fn prf(&self, alg: PrfAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-        OpensslProvider.prf(alg, key, data)
-    }
-    fn integ(&self, alg: IntegAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-        OpensslProvider.integ(alg, key, data)
-    }
-    fn encrypt(
-        &self,
-        alg: EncrAlg,
-        key: &[u8],
-        iv: &[u8],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        OpensslProvider.encrypt(alg, key, iv, aad, plaintext)
-    }
-    fn decrypt(
-        &self,
-        alg: EncrAlg,
-        key: &[u8],
-        iv: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        OpensslProvider.decrypt(alg, key, iv, aad, ciphertext)
-    }
-    fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError> {
-        OpensslProvider.dh_generate(group)
-    }
+fn reseed(seed: u64) {
+    ENDPOINT_RNG.set(Rng(seed ^ 0x656e_6470_6f69_6e74));
 }
 
 /// What the network does to each datagram, in percent.
@@ -194,7 +152,7 @@ fn patient(mut c: IkeConfig) -> IkeConfig {
 
 /// The pair under test, its randomness drawn from `seed`.
 fn patient_pair(seed: u64) -> Pair {
-    Seeded::reseed(seed);
+    reseed(seed);
     let (i, r) = (config(initiator_conn(), &[]), config(responder_conn(), &[("rw", "10.9.0.0/24")]));
     Pair::with_provider(patient(i), patient(r), &SEEDED)
 }

@@ -364,6 +364,60 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError>;
 }
 
+/// `base`'s primitives with randomness (SPIs, nonces, IVs, cookies) from `random`: for tests
+/// and fuzzing, where a state machine must replay exactly. Diffie-Hellman private values
+/// stay `base`'s: they change key material, never what the state machine decides. Never for
+/// production use.
+pub struct WithRandom {
+    pub base: &'static dyn CryptoProvider,
+    pub random: fn(&mut [u8]),
+    pub name: &'static str,
+}
+
+impl fmt::Debug for WithRandom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl CryptoProvider for WithRandom {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn fill_random(&self, out: &mut [u8]) {
+        (self.random)(out)
+    }
+    fn prf(&self, alg: PrfAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+        self.base.prf(alg, key, data)
+    }
+    fn integ(&self, alg: IntegAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+        self.base.integ(alg, key, data)
+    }
+    fn encrypt(
+        &self,
+        alg: EncrAlg,
+        key: &[u8],
+        iv: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.base.encrypt(alg, key, iv, aad, plaintext)
+    }
+    fn decrypt(
+        &self,
+        alg: EncrAlg,
+        key: &[u8],
+        iv: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.base.decrypt(alg, key, iv, aad, ciphertext)
+    }
+    fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError> {
+        self.base.dh_generate(group)
+    }
+}
+
 /// Every provider compiled in, the default first. Tests run against each of them.
 pub fn providers() -> Vec<&'static dyn CryptoProvider> {
     vec![&openssl::PROVIDER]
