@@ -111,22 +111,14 @@ fn dataplane_stats(instance: &str, sa: bool, all: bool) -> Result<(), String> {
         }
     }
     if sa {
-        let ids: Vec<_> = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped"]
-            .iter()
-            .map(|n| r.sa_counter(n))
-            .collect::<Option<Vec<_>>>()
+        let rows = r
+            .sa_rows(&["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped"])
             .ok_or("the segment has no per-SA counters")?;
         println!(
             "  {:<12} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}",
             "spi", "dir", "packets", "bytes", "auth_failed", "replay", "other"
         );
-        // The control thread's block is the last one.
-        let block = r.lcores().saturating_sub(1);
-        for slot in 0..r.max_sa() as u32 {
-            let v: Vec<u64> = ids.iter().map(|&c| r.sa_get(block, slot, c)).collect();
-            if v[0] == 0 {
-                continue;
-            }
+        for v in rows {
             let dir = if v[1] == 0 { "in" } else { "out" };
             println!("  {:<#12x} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}", v[0], dir, v[2], v[3], v[4], v[5], v[6]);
         }

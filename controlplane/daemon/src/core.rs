@@ -330,20 +330,14 @@ impl Core {
 
     /// Per-SA counters from the data plane's stats segment: (direction, SPI) → (packets, bytes).
     fn sa_counters(&mut self) -> HashMap<(SaDirection, u32), (u64, u64)> {
-        let mut m = HashMap::new();
-        let Some(r) = self.stats_reader() else { return m };
-        let ids: Option<Vec<_>> = ["spi", "direction", "packets", "bytes"].iter().map(|n| r.sa_counter(n)).collect();
-        let Some(ids) = ids else { return m };
-        let block = r.lcores().saturating_sub(1);
-        for slot in 0..r.max_sa() as u32 {
-            let spi = r.sa_get(block, slot, ids[0]);
-            if spi == 0 {
-                continue;
-            }
-            let dir = if r.sa_get(block, slot, ids[1]) == 0 { SaDirection::In } else { SaDirection::Out };
-            m.insert((dir, spi as u32), (r.sa_total(slot, ids[2]), r.sa_total(slot, ids[3])));
-        }
-        m
+        let Some(rows) = self.stats_reader().and_then(|r| r.sa_rows(&["spi", "direction", "packets", "bytes"])) else {
+            return HashMap::new();
+        };
+        rows.map(|v| {
+            let dir = if v[1] == 0 { SaDirection::In } else { SaDirection::Out };
+            ((dir, v[0] as u32), (v[2], v[3]))
+        })
+        .collect()
     }
 
     fn request(&mut self, body: &Value) -> Value {

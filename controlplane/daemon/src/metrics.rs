@@ -264,31 +264,19 @@ fn dataplane(scrape: &Registry, r: &StatsReader, sa_limit: usize) {
             }
         }
     }
-    let names = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped"];
-    let Some(ids) = names.iter().map(|n| r.sa_counter(n)).collect::<Option<Vec<_>>>() else { return };
-    let block = workers;
-    let mut labelled = 0;
     let per_sa = [
         ("esprit_dataplane_sa_packets_total", "Packets through each SA (bounded: metrics_sa_limit)."),
         ("esprit_dataplane_sa_bytes_total", "Bytes through each SA."),
         ("esprit_dataplane_sa_auth_failures_total", "Packets of each SA that failed authentication."),
         ("esprit_dataplane_sa_replay_drops_total", "Replayed or too old packets of each SA."),
     ];
-    for slot in 0..r.max_sa() as u32 {
-        if labelled >= sa_limit {
-            break;
-        }
-        let spi = r.sa_get(block, slot, ids[0]);
-        if spi == 0 {
-            continue;
-        }
-        labelled += 1;
-        let dir = if r.sa_get(block, slot, ids[1]) == 0 { "in" } else { "out" };
-        let spi = format!("{spi:08x}");
+    let names = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped"];
+    let Some(rows) = r.sa_rows(&names) else { return };
+    for v in rows.take(sa_limit) {
+        let dir = if v[1] == 0 { "in" } else { "out" };
+        let spi = format!("{:08x}", v[0]);
         for (i, (name, help)) in per_sa.iter().enumerate() {
-            family(name.to_string(), help, &["spi", "direction"])
-                .with_label_values(&[&spi, dir])
-                .inc_by(r.sa_total(slot, ids[2 + i]));
+            family(name.to_string(), help, &["spi", "direction"]).with_label_values(&[&spi, dir]).inc_by(v[2 + i]);
         }
     }
 }

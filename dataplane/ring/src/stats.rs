@@ -610,6 +610,20 @@ impl StatsReader {
         (0..self.lcores()).fold(0u64, |s, l| s.wrapping_add(self.sa_get(l, sa, c)))
     }
 
+    /// The SA slots in use, in slot order: for each, its values of the SA counters named
+    /// `names` (summed over lcores), or `None` if the segment lacks one of them. A slot is in
+    /// use when its first named counter is not 0 (name the SPI first, as the data plane
+    /// writes it).
+    pub fn sa_rows<'a>(&'a self, names: &[&str]) -> Option<impl Iterator<Item = Vec<u64>> + 'a> {
+        let ids = names.iter().map(|n| self.sa_counter(n)).collect::<Option<Vec<_>>>()?;
+        Some((0..self.max_sa() as u32).filter_map(move |slot| {
+            if ids.is_empty() || self.sa_total(slot, ids[0]) == 0 {
+                return None;
+            }
+            Some(ids.iter().map(|&c| self.sa_total(slot, c)).collect())
+        }))
+    }
+
     /// Every per-lcore counter summed over lcores.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
