@@ -31,6 +31,7 @@ cargo bench --workspace --features "$FEATURES" --no-run -q
 step "scapy and tshark oracle tests of the offline mode"
 # Debian's python3 (with python3-scapy), not a pyenv or venv one that may shadow it.
 cargo build --release -q -p esprit-engine --features esprit-engine/ipsec-mb,esprit-engine/dpdk
+cargo build --release -q -p esprit-ike -p espritctl
 ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/oracle
 
@@ -39,7 +40,6 @@ ESPRIT_DATAPLANE="$PWD/target/release/esprit-dataplane" \
   /usr/bin/python3 -m pytest -q dataplane/engine/tests/live
 
 step "example configs pass both processes' checks"
-cargo build --release -q -p esprit-ike -p espritctl
 target/release/esprit-dataplane --config deploy/examples/appliance/esprit.toml --check-config
 target/release/esprit-ike --config deploy/examples/appliance/esprit.toml --check-config
 
