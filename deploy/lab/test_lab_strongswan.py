@@ -271,7 +271,7 @@ TUNNEL_MTU = {"esprit": L.esp_tunnel_mtu, "strongswan": lambda proposal, outer_m
 @pytest.mark.parametrize("esp", ["aes128gcm16", "aes128-sha1"])
 def test_h_tracepath_reports_the_tunnel_mtu(lab, gateway, kind, esp):
     expect = TUNNEL_MTU[family(kind)]
-    gateway()
+    gw = gateway()
     c = connect(lab, esp_proposals=esp)
     vip = c.virtual_ip()
     out = lab.server.tracepath(vip)
@@ -292,6 +292,13 @@ def test_h_tracepath_reports_the_tunnel_mtu(lab, gateway, kind, esp):
     size = expect(esp, 1200) - 28
     rx, ping_out = lab.server.ping(vip, 3, 0.2, size=size, df=True)
     assert rx == 3, lab.report(f"{size}-byte DF pings at the reported MTU did not all pass:\n{ping_out}")
+    if family(kind) == "esprit":
+        # The learned outer path MTU is in /metrics, on the outbound SA toward the client.
+        time.sleep(1.2)  # per-SA slots are refreshed once a second
+        m = gw.metrics()
+        spi = c.list_sas()[0].child_sas[0].spi_in  # the client's inbound SA is our outbound one
+        got = L.metric(m, "esprit_dataplane_sa_path_mtu_bytes", spi=spi, direction="out")
+        assert got == 1200, lab.report(f"learned path MTU of SA {spi} in /metrics: {got}")
 
 
 # The lab's Esprit wiring, checked today with the data plane alone --------------------------
@@ -419,6 +426,7 @@ def test_metrics_move_with_traffic(lab, gateway, kind):
     assert grew("esprit_dataplane_esp_decrypted_total") >= 20, report("ESP decrypted")
     assert grew("esprit_dataplane_esp_encrypted_total") >= 20, report("ESP encrypted")
     assert grew("esprit_dataplane_interface_rx_packets_total", interface="outside") >= 20, report("rx outside")
+    assert grew("esprit_dataplane_busy_cycles_total") > 0, report("busy cycles")
     assert L.metric(m, "esprit_dataplane_sa_packets_total", spi=child.spi_out, direction="in") >= 20, report("per-SA in")
     assert L.metric(m, "esprit_dataplane_sa_packets_total", spi=child.spi_in, direction="out") >= 20, report("per-SA out")
 

@@ -112,15 +112,29 @@ fn dataplane_stats(instance: &str, sa: bool, all: bool) -> Result<(), String> {
     }
     if sa {
         let rows = r
-            .sa_rows(&["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped"])
+            .sa_rows(&[
+                "spi",
+                "direction",
+                "packets",
+                "bytes",
+                "auth_failed",
+                "replay_dropped",
+                "other_dropped",
+                "path_mtu",
+            ])
             .ok_or("the segment has no per-SA counters")?;
         println!(
-            "  {:<12} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}",
-            "spi", "dir", "packets", "bytes", "auth_failed", "replay", "other"
+            "  {:<12} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12} {:>9}",
+            "spi", "dir", "packets", "bytes", "auth_failed", "replay", "other", "path_mtu"
         );
         for v in rows {
             let dir = if v[1] == 0 { "in" } else { "out" };
-            println!("  {:<#12x} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12}", v[0], dir, v[2], v[3], v[4], v[5], v[6]);
+            // The outer path MTU learned from ICMP toward the SA's peer ("-": none).
+            let pmtu = if v[7] == 0 { "-".to_string() } else { v[7].to_string() };
+            println!(
+                "  {:<#12x} {:<4} {:>12} {:>14} {:>12} {:>12} {:>12} {:>9}",
+                v[0], dir, v[2], v[3], v[4], v[5], v[6], pmtu
+            );
         }
     }
     Ok(())

@@ -270,13 +270,25 @@ fn dataplane(scrape: &Registry, r: &StatsReader, sa_limit: usize) {
         ("esprit_dataplane_sa_auth_failures_total", "Packets of each SA that failed authentication."),
         ("esprit_dataplane_sa_replay_drops_total", "Replayed or too old packets of each SA."),
     ];
-    let names = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped"];
+    let names = ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "path_mtu"];
     let Some(rows) = r.sa_rows(&names) else { return };
+    let pmtu = IntGaugeVec::new(
+        Opts::new(
+            "esprit_dataplane_sa_path_mtu_bytes",
+            "Outer path MTU toward an outbound SA's peer, learned from ICMP (only SAs with one).",
+        ),
+        &["spi", "direction"],
+    )
+    .expect("valid metric");
+    scrape.register(Box::new(pmtu.clone())).expect("unique metric");
     for v in rows.take(sa_limit) {
         let dir = if v[1] == 0 { "in" } else { "out" };
         let spi = format!("{:08x}", v[0]);
         for (i, (name, help)) in per_sa.iter().enumerate() {
             family(name.to_string(), help, &["spi", "direction"]).with_label_values(&[&spi, dir]).inc_by(v[2 + i]);
+        }
+        if v[6] != 0 {
+            pmtu.with_label_values(&[&spi, dir]).set(v[6] as i64);
         }
     }
 }

@@ -342,7 +342,7 @@ fn control_loop(
         // every SA's counters within a second.
         if sas_changed && now >= last_export + 20_000_000 {
             if let Some(x) = sa_export.as_deref_mut() {
-                x.refresh(control.shared());
+                x.refresh(control.shared(), now);
             }
             sas_changed = false;
             last_export = now;
@@ -351,7 +351,7 @@ fn control_loop(
             next_tick = now + 1_000_000_000;
             control.sweep(now);
             if let Some(x) = sa_export.as_deref_mut() {
-                x.refresh(control.shared());
+                x.refresh(control.shared(), now);
             }
             last_export = now;
             let r = Report {
@@ -471,6 +471,7 @@ where
     let mut p = Poller::new(worker, devs);
     while !stop.load(Ordering::Relaxed) {
         let now = now_ns(start);
+        let t0 = esprit_pktio::wait::cycles();
         let mut busy = false;
         if let Some(rx) = &outgoing {
             while let Ok(o) = rx.try_recv() {
@@ -480,6 +481,9 @@ where
         }
         busy |= p.step(now);
         let worker = &mut p.worker;
+        if busy {
+            worker.counters.busy_cycles += esprit_pktio::wait::cycles().wrapping_sub(t0);
+        }
         if !worker.requests.is_empty() {
             let r = std::mem::take(&mut worker.requests);
             if let Err(TrySendError::Full(ToControl::Requests(r))) = to_ctl.try_send(ToControl::Requests(r)) {

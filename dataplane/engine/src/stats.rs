@@ -17,9 +17,10 @@ use crate::config::Config;
 use crate::shared::Shared;
 use crate::worker::{Counters, Worker};
 
-/// Counters of each SA slot.
-pub const SA_COUNTERS: [&str; 7] =
-    ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped"];
+/// Counters of each SA slot; `path_mtu` is a gauge: the outer path MTU learned from ICMP for
+/// an outbound SA's peer (0: none learned, or it expired).
+pub const SA_COUNTERS: [&str; 8] =
+    ["spi", "direction", "packets", "bytes", "auth_failed", "replay_dropped", "other_dropped", "path_mtu"];
 
 /// The path of the stats segment for ring instance `name`.
 pub fn path(name: &str) -> Result<PathBuf, String> {
@@ -99,7 +100,7 @@ impl WorkerStats {
 pub struct SaStatsExport {
     lcore: LcoreStats,
     ids: Vec<SaCounterId>,
-    slots: HashMap<(bool, u32), (u32, [u64; 7])>,
+    slots: HashMap<(bool, u32), (u32, [u64; 8])>,
     free: Vec<u32>,
     next: u32,
     max: u32,
@@ -124,11 +125,12 @@ impl SaStatsExport {
         })
     }
 
-    /// Writes every SA's counters into its slot; frees the slots of deleted SAs.
-    pub fn refresh(&mut self, sh: &Shared) {
+    /// Writes every SA's counters into its slot (as of `now`, the workers' clock); frees the
+    /// slots of deleted SAs.
+    pub fn refresh(&mut self, sh: &Shared, now: u64) {
         let g = epoch::pin();
         let mut seen = Vec::new();
-        let mut rows: Vec<((bool, u32), [u64; 7])> = Vec::new();
+        let mut rows: Vec<((bool, u32), [u64; 8])> = Vec::new();
         let read = |s: &esprit_esp::sa::SaStats| {
             use std::sync::atomic::Ordering::Relaxed;
             [
@@ -141,11 +143,12 @@ impl SaStatsExport {
         };
         sh.sa_in.for_each(&g, |spi, sa| {
             let [p, b, a, r, o] = read(&sa.stats);
-            rows.push(((true, *spi), [*spi as u64, 0, p, b, a, r, o]));
+            rows.push(((true, *spi), [*spi as u64, 0, p, b, a, r, o, 0]));
         });
         sh.sa_out.for_each(&g, |spi, sa| {
             let [p, b, a, r, o] = read(&sa.stats);
-            rows.push(((false, *spi), [*spi as u64, 1, p, b, a, r, o]));
+            let mtu = sa.pmtu.get(now).unwrap_or(0) as u64;
+            rows.push(((false, *spi), [*spi as u64, 1, p, b, a, r, o, mtu]));
         });
         for (key, vals) in rows {
             seen.push(key);
@@ -160,7 +163,7 @@ impl SaStatsExport {
                     }) else {
                         continue; // more SAs than slots: still in the totals
                     };
-                    self.slots.insert(key, (s, [0; 7]));
+                    self.slots.insert(key, (s, [0; 8]));
                     s
                 }
             };

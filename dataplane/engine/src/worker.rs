@@ -77,11 +77,14 @@ pub struct Counters {
     pub handed_off: u64,
     /// IKE datagrams sent for the control plane.
     pub ike_sent: u64,
+    /// Time-stamp-counter cycles spent in rounds that did work (with `rx_packets`: the
+    /// cost of a packet; idle polling is not counted).
+    pub busy_cycles: u64,
 }
 
 impl Counters {
     /// Every counter with its stable name (for the stats segment and Prometheus).
-    pub fn fields(&self) -> [(&'static str, u64); 25] {
+    pub fn fields(&self) -> [(&'static str, u64); 26] {
         [
             ("esp_decrypted", self.esp_decrypted),
             ("esp_encrypted", self.esp_encrypted),
@@ -108,6 +111,7 @@ impl Counters {
             ("nd_solicits_tx", self.nd_solicits_tx),
             ("nat_mapping_changes", self.nat_mapping_changes),
             ("handed_off", self.handed_off),
+            ("busy_cycles", self.busy_cycles),
         ]
     }
 }

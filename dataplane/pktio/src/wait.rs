@@ -20,3 +20,19 @@ pub fn wait(fds: &mut [PollFd], timeout_ms: i32) {
         libc::poll(fds.as_mut_ptr().cast::<libc::pollfd>(), fds.len() as libc::nfds_t, timeout_ms);
     }
 }
+
+/// The CPU's time-stamp counter (constant-rate on every x86-64 CPU DPDK supports), or
+/// nanoseconds since the first call elsewhere: what a worker's `busy_cycles` counts.
+#[inline]
+pub fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no preconditions and touches no memory; every x86-64 CPU has it.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    }
+}
