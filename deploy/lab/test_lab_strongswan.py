@@ -15,6 +15,7 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -542,3 +543,58 @@ def test_dataplane_killed_and_restarted_is_refilled(lab, gateway, kind):
     now = [x for x in sas[0].child_sas if x.state == "INSTALLED"]
     assert now and now[0].spi_in != child_before.spi_in, lab.report(f"the CHILD SA was not rekeyed: {now}")
     print(f"traffic resumed {took:.1f} s after the data plane restart")
+
+
+# espritctl trace --------------------------------------------------------------------------
+
+def tshark(pcap, *args, config=None):
+    env = dict(os.environ, WIRESHARK_CONFIG_DIR=str(config)) if config else None
+    r = L.sh(["tshark", "-r", str(pcap), *args], env=env)
+    return r.stdout
+
+
+def test_trace_captures_open_decrypted_in_tshark(lab, gateway, kind, tmp_path):
+    """espritctl trace of one peer while its client connects and pings: IKE in the clear
+    (IKE_AUTH's identities, AUTH and configuration payloads readable), IKE and ESP as on the
+    wire — which tshark decrypts itself with the esp_sa and ikev2_decryption_table files the
+    trace wrote — and the inner pings between the virtual IP and the server."""
+    if family(kind) != "esprit":
+        pytest.skip("espritctl trace")
+    gw = gateway()
+    ctl = [L.find_binary("espritctl", "ESPRITCTL"), "--socket", str(gw.dir / "esprit-ike.sock")]
+    d = tmp_path / "trace"
+    t = subprocess.Popen(ctl + ["trace", "--peer", L.NAT_WAN, "--seconds", "8", "--dir", str(d)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    c = connect(lab)
+    vip = c.virtual_ip()
+    assert c.ping(L.SERVER, 5, 0.2) == 5
+    out, err = t.communicate(timeout=60)
+    assert t.returncode == 0, out + err
+    for f in ["ike-decrypted.pcap", "ike-wire.pcap", "esp-wire.pcap", "inner.pcap", "esp_sa",
+              "ikev2_decryption_table", "preferences"]:
+        assert (d / f).exists(), f"{f} missing: {out}"
+        assert (d / f).stat().st_mode & 0o077 == 0, f"{f} readable by others"
+    assert f"trace of {L.NAT_WAN} written to {d}" in out, out
+
+    # IKE_SA_INIT and IKE_AUTH (exchange 35) with IDi (35), AUTH (39) and CP (47) in the clear.
+    fields = ["-T", "fields", "-e", "isakmp.exchangetype", "-e", "isakmp.typepayload"]
+    clear = tshark(d / "ike-decrypted.pcap", *fields)
+    auth = [line for line in clear.splitlines() if line.startswith("35\t")]
+    assert len(auth) >= 2 and all(p in auth[0].split("\t")[1].split(",") for p in ["35", "39", "47"]), clear
+    # The wire capture has the same messages encrypted (SK, 46); with the trace's key table
+    # tshark decrypts them itself.
+    wire = tshark(d / "ike-wire.pcap", *fields)
+    assert len(wire.splitlines()) == len(clear.splitlines()), wire + clear
+    assert not any("47" in line.split("\t")[1].split(",") for line in wire.splitlines() if "\t" in line), wire
+    opened = tshark(d / "ike-wire.pcap", *fields, config=d)
+    # tshark lists the SK payload (46) and then what it decrypted from it.
+    assert opened.replace("\t46,", "\t") == clear, f"decrypted by tshark:\n{opened}\nours:\n{clear}"
+
+    # ESP as on the wire: tshark decrypts the pings with esp_sa; the inner capture has them too.
+    icmp = ["-Y", f"icmp && ip.addr == {vip} && ip.addr == {L.SERVER}", "-T", "fields", "-e", "icmp.type"]
+    assert tshark(d / "esp-wire.pcap", *icmp) == "", "no ICMP is readable without the keys"
+    esp = tshark(d / "esp-wire.pcap", *icmp, config=d).split()
+    assert esp.count("8") >= 5 and esp.count("0") >= 5, f"ESP decrypted by tshark: {esp}"
+    inner = tshark(d / "inner.pcap", *icmp).split()
+    assert inner.count("8") >= 5 and inner.count("0") >= 5, f"inner capture: {inner}"

@@ -70,6 +70,23 @@ enum Cmd {
         #[arg(long)]
         peer: Option<String>,
     },
+    /// Capture a peer's traffic (or everyone's) for a while, as Wireshark reads it: IKE as on
+    /// the wire and decrypted, ESP as on the wire, the inner packets; plus the key tables
+    /// (esp_sa, ikev2_decryption_table) that let Wireshark decrypt the wire captures.
+    Trace {
+        /// The client's outer address (its NAT's, as list-sas shows it); default: every peer.
+        #[arg(long)]
+        peer: Option<String>,
+        /// How long to capture.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// A directory to create for the files (default: /var/lib/esprit/traces/trace-TIME).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Packets per data-plane capture at most.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_packets: u32,
+    },
     /// Print the data plane's counters from its stats segment (/dev/shm/esprit-NAME-stats):
     /// totals over worker lcores, and with --sa every SA's counters.
     DataplaneStats {
@@ -142,10 +159,61 @@ fn dataplane_stats(instance: &str, sa: bool, all: bool) -> Result<(), String> {
 
 /// One request to esprit-ike, its `ok` answer.
 fn ask(socket: &std::path::Path, req: serde_json::Value) -> Result<serde_json::Value, String> {
+    ask_within(socket, req, std::time::Duration::from_secs(10))
+}
+
+/// `espritctl trace`: waits for the trace to end, then says what was written.
+fn trace(
+    socket: &std::path::Path,
+    peer: Option<String>,
+    seconds: f64,
+    dir: Option<std::path::PathBuf>,
+    max_packets: u32,
+) -> Result<(), String> {
+    let mut req = serde_json::json!({"cmd": "trace", "seconds": seconds, "max_packets": max_packets});
+    if let Some(p) = peer {
+        req["peer"] = p.into();
+    }
+    if let Some(d) = dir {
+        let d = std::path::absolute(&d).map_err(|e| format!("--dir {}: {e}", d.display()))?;
+        req["dir"] = d.display().to_string().into();
+    }
+    if !(seconds > 0.0 && seconds <= 3600.0) {
+        return Err(format!("--seconds must be more than 0 and at most 3600, not {seconds}"));
+    }
+    eprintln!("espritctl: tracing for {seconds} s ...");
+    let v = ask_within(socket, req, std::time::Duration::from_secs_f64(seconds + 20.0))?;
+    let dir = str_of(&v, "dir");
+    println!("trace of {} written to {dir}:", str_of(&v, "peer"));
+    if let Some(files) = v.get("files").and_then(|f| f.as_object()) {
+        for (name, n) in files {
+            let n = n.as_str().map_or_else(|| format!("{n} packets"), str::to_string);
+            println!("  {name:<20} {n}");
+        }
+    }
+    println!(
+        "  esp_sa               {} ESP SAs\n  ikev2_decryption_table {} IKE SAs",
+        str_of(&v, "esp_sas"),
+        str_of(&v, "ike_sas")
+    );
+    let not = v.get("not_decryptable_by_wireshark").and_then(|x| x.as_array()).cloned().unwrap_or_default();
+    if !not.is_empty() {
+        let not: Vec<String> = not.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect();
+        println!("Wireshark cannot decrypt: {}", not.join("; "));
+    }
+    println!("Open with the keys: WIRESHARK_CONFIG_DIR={dir} wireshark {dir}/esp-wire.pcap");
+    Ok(())
+}
+
+fn ask_within(
+    socket: &std::path::Path,
+    req: serde_json::Value,
+    patience: std::time::Duration,
+) -> Result<serde_json::Value, String> {
     use std::io::{BufRead, BufReader, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("cannot reach esprit-ike at {}: {e} (is it running? --socket)", socket.display()))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(patience)).map_err(|e| e.to_string())?;
     let mut line = req.to_string();
     line.push('\n');
     s.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
@@ -278,6 +346,7 @@ fn main() -> ExitCode {
             done(ask(&socket, req).map(|v| println!("terminated {} IKE SA(s)", str_of(&v, "terminated"))))
         }
         Cmd::DataplaneStats { instance, sa, all } => done(dataplane_stats(&instance, sa, all)),
+        Cmd::Trace { peer, seconds, dir, max_packets } => done(trace(&socket, peer, seconds, dir, max_packets)),
         Cmd::Mtu { proposal, encap, outer_mtu, ipv6, quiet } => {
             let layout = match layout_for_name(&proposal) {
                 Ok(l) => l,

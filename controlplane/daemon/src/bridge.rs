@@ -114,7 +114,7 @@ impl Mirror {
                 }
                 v.push(Message::SetPeer(SetPeer { spi_in: *spi_in, spi_out: *spi_out, endpoint: endpoint(*remote) }));
             }
-            Output::Event(_) => {}
+            Output::Event(_) | Output::Decrypted { .. } => {}
         }
         v
     }

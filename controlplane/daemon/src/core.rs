@@ -16,6 +16,7 @@ use crate::bridge::{self, Mirror};
 use crate::config::Config;
 use crate::ctl::Request;
 use crate::metrics::{self, Metrics};
+use crate::trace::{self, Trace};
 
 /// Messages that could not be sent yet (ring full) wait here: no SA update is ever lost.
 /// IKE datagrams beyond this many are dropped (IKE retransmits).
@@ -46,7 +47,17 @@ pub struct Core {
     pub counters: Counters,
     metrics: Metrics,
     started: Instant,
+    /// `espritctl trace` under way.
+    trace: Option<Trace>,
+    next_trace_id: u32,
 }
+
+/// Where traces go unless espritctl names a directory.
+const DEFAULT_TRACE_PARENT: &str = "/var/lib/esprit/traces";
+/// The longest trace.
+const MAX_TRACE_SECONDS: f64 = 3600.0;
+/// How long a stopped trace waits for the data plane to close its files.
+const TRACE_STOP_PATIENCE: Duration = Duration::from_secs(3);
 
 fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -94,6 +105,8 @@ impl Core {
             counters: Counters::default(),
             metrics: Metrics::new(),
             started: now,
+            trace: None,
+            next_trace_id: 1,
         };
         // We start with no IKE SA: whatever a previous esprit-ike left in the data plane has
         // no keys to rekey it or peers to answer; clear it.
@@ -149,9 +162,15 @@ impl Core {
         }
         self.ep.handle_timeout(Instant::now());
         while let Ok(req) = self.ctl.try_recv() {
+            if req.body.get("cmd").and_then(Value::as_str) == Some("trace") {
+                // Answered when the trace ends.
+                self.start_trace(req);
+                continue;
+            }
             let answer = self.request(&req.body);
             let _ = req.reply.send(answer);
         }
+        self.trace_timers();
         self.flush_outputs();
         self.send_waiting(Duration::ZERO);
     }
@@ -161,6 +180,9 @@ impl Core {
         match m {
             Message::Punt(p) => {
                 self.counters.punts += 1;
+                if let Some(t) = self.trace.as_mut() {
+                    t.ike(true, bridge::socket(p.dst), bridge::socket(p.src), p.had_marker, &p.payload);
+                }
                 self.ep.handle_datagram(now, bridge::socket(p.dst), bridge::socket(p.src), &p.payload);
             }
             Message::SaEvent(e) => {
@@ -181,6 +203,17 @@ impl Core {
                 self.waiting.extend(msgs);
                 for c in cookies {
                     self.ep.rekey_child(now, c);
+                }
+            }
+            Message::Error(e) if e.about.kind == esprit_ring::MessageKind::Trace => {
+                tracing::warn!(reason = %e.reason, "the data plane refused the trace");
+                if let Some(t) = self.trace.as_mut().filter(|t| t.id == e.about.spi) {
+                    t.dataplane_answer(Err(e.reason));
+                }
+            }
+            Message::Ack(a) if a.kind == esprit_ring::MessageKind::Trace => {
+                if let Some(t) = self.trace.as_mut().filter(|t| t.id == a.spi) {
+                    t.dataplane_answer(Ok(()));
                 }
             }
             Message::Error(e) => {
@@ -207,6 +240,26 @@ impl Core {
             if let Output::Event(e) = &o {
                 log_event(e);
                 self.metrics.event(e);
+            }
+            if let Some(t) = self.trace.as_mut() {
+                match &o {
+                    Output::Send(d) => t.ike(false, d.local, d.remote, d.marker, &d.data),
+                    Output::Install(c) => t.child(c),
+                    Output::Decrypted { inbound, datagram } => {
+                        t.decrypted(*inbound, datagram);
+                        let spi = |r: std::ops::Range<usize>| {
+                            datagram.data.get(r).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+                        };
+                        if let (Some(i), Some(r)) = (spi(0..8), spi(8..16)) {
+                            if !t.knows(i, r) {
+                                if let Some(k) = self.ep.trace_keys(i, r) {
+                                    t.ike_keys(&k);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
             }
             let msgs = self.mirror.translate(&o);
             self.waiting.extend(msgs);
@@ -244,6 +297,85 @@ impl Core {
                 }
             });
             self.counters.transmits_dropped += (transmits - MAX_WAITING_TRANSMITS) as u64;
+        }
+    }
+
+    /// Starts `espritctl trace` (`{"cmd":"trace","peer":ADDR?,"seconds":N?,"dir":PATH?,
+    /// "max_packets":N?}`); the answer waits for its end.
+    fn start_trace(&mut self, req: crate::ctl::Request) {
+        let b = &req.body;
+        let fail = |reply: tokio::sync::oneshot::Sender<Value>, e: String| {
+            let _ = reply.send(json!({ "error": e }));
+        };
+        if let Some(t) = &self.trace {
+            let e = format!("a trace into {} is under way; one at a time", t.dir.display());
+            return fail(req.reply, e);
+        }
+        let scope = match trace::scope(b.get("peer").and_then(Value::as_str)) {
+            Ok(s) => s,
+            Err(e) => return fail(req.reply, e),
+        };
+        let seconds = b.get("seconds").and_then(Value::as_f64).unwrap_or(30.0);
+        if !(seconds > 0.0 && seconds <= MAX_TRACE_SECONDS) {
+            return fail(req.reply, format!("seconds must be in (0, {MAX_TRACE_SECONDS}], not {seconds}"));
+        }
+        let dir = match b.get("dir").and_then(Value::as_str) {
+            Some(d) => std::path::PathBuf::from(d),
+            None => {
+                // Both units' StateDirectory: the data plane writes there too.
+                let parent = std::path::Path::new(DEFAULT_TRACE_PARENT);
+                use std::os::unix::fs::DirBuilderExt;
+                if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent) {
+                    return fail(req.reply, format!("cannot create {}: {e}", parent.display()));
+                }
+                parent.join(format!("trace-{}", unix_now()))
+            }
+        };
+        let max_packets = b.get("max_packets").and_then(Value::as_u64).unwrap_or(1_000_000).min(u32::MAX as u64) as u32;
+        let id = self.next_trace_id;
+        self.next_trace_id = self.next_trace_id.wrapping_add(1).max(1);
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let mut t = match Trace::start(id, scope, dir, until, req.reply) {
+            Ok(t) => t,
+            Err((e, reply)) => return fail(reply, e),
+        };
+        for c in self.mirror.pairs.values() {
+            t.child(c);
+        }
+        let peer = match scope {
+            esprit_ikev2::TraceScope::Peer(a) => Some(a),
+            _ => None,
+        };
+        self.waiting.push_back(Message::Trace(esprit_ring::message::TraceRequest {
+            id,
+            peer,
+            dir: t.dir.display().to_string(),
+            max_packets,
+        }));
+        self.ep.set_trace(scope);
+        tracing::info!(dir = %t.dir.display(), ?scope, seconds, "trace started");
+        self.trace = Some(t);
+    }
+
+    /// Ends the trace when its time is up: the data plane closes its files, then the key
+    /// tables are written and espritctl answered.
+    fn trace_timers(&mut self) {
+        let now = Instant::now();
+        let Some(t) = self.trace.as_mut() else { return };
+        match t.stopping {
+            None if now >= t.until => {
+                self.ep.set_trace(esprit_ikev2::TraceScope::Off);
+                t.stopping = Some(now + TRACE_STOP_PATIENCE);
+                let stop =
+                    esprit_ring::message::TraceRequest { id: t.id, peer: None, dir: String::new(), max_packets: 0 };
+                self.waiting.push_back(Message::Trace(stop));
+            }
+            Some(deadline) if t.dataplane_done() || now >= deadline => {
+                if let Some(t) = self.trace.take() {
+                    t.finish();
+                }
+            }
+            _ => {}
         }
     }
 
@@ -414,7 +546,7 @@ impl Core {
                 json!({ "ok": { "terminated": doomed.len() } })
             }
             Some(other) => {
-                json!({ "error": format!("unknown command '{other}'; known: list-sas, list-conns, stats, terminate, reload, metrics") })
+                json!({ "error": format!("unknown command '{other}'; known: list-sas, list-conns, stats, terminate, reload, metrics, trace") })
             }
             None => json!({ "error": "a request is an object with \"cmd\"" }),
         }

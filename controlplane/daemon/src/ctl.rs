@@ -2,7 +2,9 @@
 //!
 //! Requests: `{"cmd":"list-sas"}`, `{"cmd":"list-conns"}`, `{"cmd":"stats"}`,
 //! `{"cmd":"terminate","ike":"<initiator SPI in hex>"}` or `{"cmd":"terminate","peer":"<id>"}`,
-//! `{"cmd":"rekey","ike":"<spi>"}`. Answers are `{"ok":...}` or `{"error":"..."}`.
+//! `{"cmd":"reload"}`, `{"cmd":"metrics"}`, and `{"cmd":"trace","peer":ADDR?,"seconds":N?,
+//! "dir":PATH?,"max_packets":N?}` (answered when the trace ends). Answers are `{"ok":...}` or
+//! `{"error":"..."}`.
 
 use std::path::Path;
 use std::sync::mpsc;

@@ -9,6 +9,7 @@ mod config;
 mod core;
 mod ctl;
 mod metrics;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -18,7 +18,7 @@ use crate::exchange::{self, init, ChildEvent};
 use crate::identity;
 use crate::message::{self, ExchangeType};
 use crate::pool::{Pool, PoolError};
-use crate::sa::{ChildInstall, CloseReason, Ctx, Effect, IkeSa, Output, Queued, SaState, Stats};
+use crate::sa::{ChildInstall, CloseReason, Ctx, Effect, IkeSa, IkeSaKeys, Output, Queued, SaState, Stats, TraceScope};
 
 /// A summary of one IKE SA, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +69,7 @@ pub struct Endpoint {
     next_cookie: u64,
     start: Instant,
     start_unix: i64,
+    trace: TraceScope,
     pub stats: Stats,
 }
 
@@ -121,6 +122,7 @@ impl Endpoint {
             next_cookie: 0,
             start: now,
             start_unix: unix_now,
+            trace: TraceScope::Off,
             stats: Stats::default(),
         })
     }
@@ -202,6 +204,7 @@ impl Endpoint {
             stats: &mut self.stats,
             now,
             unix,
+            trace: self.trace,
         };
         Some(f(sa, &mut ctx))
     }
@@ -217,6 +220,7 @@ impl Endpoint {
             stats: &mut self.stats,
             now,
             unix,
+            trace: self.trace,
         };
         f(&mut ctx, &mut self.cookies)
     }
@@ -531,6 +535,31 @@ impl Endpoint {
     pub fn rekey_child(&mut self, now: Instant, cookie: u64) -> bool {
         self.handle_child_event(now, cookie, ChildEvent::SoftLifetime);
         self.children.contains_key(&cookie)
+    }
+
+    /// Shows the encrypted messages of the peers in `scope` in the clear, as
+    /// [`Output::Decrypted`], from now on (`TraceScope::Off`: no more).
+    pub fn set_trace(&mut self, scope: TraceScope) {
+        self.trace = scope;
+    }
+
+    /// The keys of the IKE SA with these SPIs (once IKE_SA_INIT has given it keys), for a
+    /// packet analyser's decryption table.
+    pub fn trace_keys(&self, spi_i: u64, spi_r: u64) -> Option<IkeSaKeys> {
+        let sa = [spi_r, spi_i]
+            .iter()
+            .filter_map(|s| self.sas.get(s))
+            .find(|sa| sa.spi_i == spi_i && sa.spi_r == spi_r && !sa.keys.sk_ei.is_empty())?;
+        Some(IkeSaKeys {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            encr: sa.suite.encr,
+            integ: sa.suite.integ,
+            sk_ei: sa.keys.sk_ei.clone(),
+            sk_er: sa.keys.sk_er.clone(),
+            sk_ai: sa.keys.sk_ai.clone(),
+            sk_ar: sa.keys.sk_ar.clone(),
+        })
     }
 
     /// Every IKE SA, for listings.

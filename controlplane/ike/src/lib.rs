@@ -25,4 +25,4 @@ pub mod ts;
 pub use endpoint::{ChildInfo, Endpoint, EndpointError, IkeSaInfo};
 pub use exchange::auth::InitiatorOptions;
 pub use exchange::ChildEvent;
-pub use sa::{ChildInstall, ChildKeys, CloseReason, Datagram, Event, Output, Stats};
+pub use sa::{ChildInstall, ChildKeys, CloseReason, Datagram, Event, IkeSaKeys, Output, Stats, TraceScope};

@@ -4,6 +4,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,52 @@ pub enum Output {
     },
     /// Something an operator wants to know.
     Event(Event),
+    /// While a trace is on ([`Endpoint::set_trace`](crate::Endpoint::set_trace)): an
+    /// encrypted message as it is before encryption or after decryption (and reassembly) —
+    /// the IKE header with the inner payloads in the clear, as a capture shows them.
+    Decrypted {
+        inbound: bool,
+        datagram: Datagram,
+    },
+}
+
+/// Whose IKE messages a trace shows in the clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TraceScope {
+    #[default]
+    Off,
+    All,
+    /// Only the peer at this address.
+    Peer(IpAddr),
+}
+
+impl TraceScope {
+    pub fn matches(self, a: IpAddr) -> bool {
+        match self {
+            TraceScope::Off => false,
+            TraceScope::All => true,
+            TraceScope::Peer(p) => p == a,
+        }
+    }
+}
+
+/// An IKE SA's keys, for a packet analyser's decryption table (a trace).
+pub struct IkeSaKeys {
+    pub spi_i: u64,
+    pub spi_r: u64,
+    pub encr: crate::crypto::EncrAlg,
+    pub integ: Option<crate::crypto::IntegAlg>,
+    pub sk_ei: Zeroizing<Vec<u8>>,
+    pub sk_er: Zeroizing<Vec<u8>>,
+    pub sk_ai: Zeroizing<Vec<u8>>,
+    pub sk_ar: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for IkeSaKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never key bytes.
+        f.debug_struct("IkeSaKeys").field("spi_i", &self.spi_i).field("spi_r", &self.spi_r).finish()
+    }
 }
 
 /// Notable happenings, for logs and metrics.
@@ -209,6 +256,7 @@ pub(crate) struct Ctx<'a> {
     pub now: Instant,
     /// Wall-clock seconds (certificate validity).
     pub unix: i64,
+    pub trace: TraceScope,
 }
 
 impl Ctx<'_> {
@@ -459,13 +507,19 @@ impl IkeSa {
     /// Encrypts `payloads` into datagrams (fragments where agreed and needed).
     pub fn seal(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &mut Ctx<'_>,
         exchange: ExchangeType,
         response: bool,
         id: u32,
         payloads: &[Payload],
     ) -> Vec<Vec<u8>> {
         let h = self.header(exchange, response, id);
+        if ctx.trace.matches(self.remote.ip()) {
+            if let Ok(data) = message::encode(&h, payloads) {
+                let datagram = Datagram { local: self.local, remote: self.remote, marker: self.marker(), data };
+                ctx.out.push_back(Output::Decrypted { inbound: false, datagram });
+            }
+        }
         let max = self.frag_ok.then(|| ctx.cfg.fragment_size - datagram_overhead(self.remote, self.marker()));
         let mut iv = self.iv_out;
         let keys = self.out_keys();
@@ -570,7 +624,16 @@ impl IkeSa {
             }
         };
         match message::decode_chain(first, &chain) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                if ctx.trace.matches(self.remote.ip()) {
+                    let length = (message::HEADER_LEN + chain.len()) as u32;
+                    let mut data = Header { next_payload: first, length, ..d.header }.to_bytes().to_vec();
+                    data.extend_from_slice(&chain);
+                    let datagram = Datagram { local: self.local, remote: self.remote, marker: self.marker(), data };
+                    ctx.out.push_back(Output::Decrypted { inbound: true, datagram });
+                }
+                Some(p)
+            }
             Err(_) => {
                 ctx.stats.rx_undecodable += 1;
                 None

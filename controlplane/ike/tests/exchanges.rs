@@ -385,3 +385,44 @@ fn initial_contact_replaces_old_sas() {
     let (_, rc) = assert_one_working_pair(&p);
     assert_eq!(p.resp_dp.children[&rc].policies[0].1.to_string(), "10.9.0.1/32", "the same address again");
 }
+
+/// While the responder traces a peer, each encrypted message it receives or sends is also
+/// output in the clear: the same header (SPIs, exchange, message ID), the inner payloads in
+/// place of SK; and `trace_keys` gives the keys that decrypt the wire messages. A peer out of
+/// scope is not shown.
+#[test]
+fn a_trace_shows_encrypted_messages_in_the_clear() {
+    use esprit_ikev2::message::{self, Payload, PayloadType};
+    use esprit_ikev2::TraceScope;
+
+    let mut p = Pair::standard();
+    p.resp.set_trace(TraceScope::Peer("192.0.2.99".parse().unwrap()));
+    p.start(vip_options());
+    p.settle();
+    assert!(p.resp_decrypted.is_empty(), "another peer is out of scope");
+
+    let mut p = Pair::standard();
+    p.resp.set_trace(TraceScope::Peer(NAT_PUBLIC_IP.parse().unwrap()));
+    p.start(vip_options());
+    p.settle();
+    assert_one_working_pair(&p);
+    let clear: Vec<_> = p.resp_decrypted.iter().map(|(i, d)| (*i, message::decode(&d.data).unwrap())).collect();
+    assert_eq!(clear.len(), 2, "IKE_AUTH request and response");
+    let (inbound, req) = &clear[0];
+    assert!(*inbound && req.encrypted.is_none());
+    assert_eq!((req.header.exchange.0, req.header.response), (AUTH, false));
+    assert!(req.payloads.iter().any(|x| matches!(x, Payload::IdI(_))));
+    assert!(req.payloads.iter().any(|x| matches!(x, Payload::Auth { .. })));
+    let (inbound, resp) = &clear[1];
+    assert!(!*inbound && resp.payloads.iter().any(|x| matches!(x, Payload::Cp(_))));
+    assert_eq!(resp.header.next_payload, PayloadType::IDR);
+
+    // The same messages on the wire: same header but SK, and the keys to open them.
+    let wire = p.delivered.iter().find(|m| m.to_responder && message::decode(&m.data).unwrap().encrypted.is_some());
+    let wire = message::decode(&wire.unwrap().data).unwrap();
+    assert_eq!((wire.header.spi_i, wire.header.spi_r, wire.header.message_id), (req.header.spi_i, req.header.spi_r, 1));
+    let k = p.resp.trace_keys(req.header.spi_i, req.header.spi_r).expect("keys of the traced SA");
+    assert_eq!((k.sk_ei.len(), k.sk_ai.len()), (k.sk_er.len(), k.sk_ar.len()));
+    assert!(!k.sk_ei.is_empty());
+    assert!(p.resp.trace_keys(req.header.spi_r, req.header.spi_i).is_none(), "SPIs in their order only");
+}

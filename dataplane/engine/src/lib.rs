@@ -12,6 +12,7 @@ pub mod offline;
 pub mod shared;
 pub mod stats;
 pub mod tables;
+pub mod trace;
 pub mod worker;
 
 pub use config::Config;

@@ -119,6 +119,7 @@ impl Link {
                 continue;
             }
             let kind = m.kind();
+            let trace_id = if let Message::Trace(t) = &m { Some(t.id) } else { None };
             if let Err((about, code, reason)) = self.apply(control, m) {
                 self.stats.rejected += 1;
                 let e = Message::Error(ApplyError { about, code, reason: reason.chars().take(1000).collect() });
@@ -127,6 +128,9 @@ impl Link {
                 self.stats.applied += 1;
                 if kind == MessageKind::SyncDone {
                     let _ = self.tx.try_send(&Message::Ack(Subject { kind, spi: 0, cookie: 0 }));
+                }
+                if let Some(id) = trace_id {
+                    let _ = self.tx.try_send(&Message::Ack(Subject { kind, spi: id, cookie: 0 }));
                 }
             }
         }
@@ -251,6 +255,9 @@ impl Link {
                 Ok(())
             }
             Message::SyncDone => Ok(()),
+            Message::Trace(t) => c
+                .trace(t.id, t.peer, &t.dir, t.max_packets)
+                .map_err(|e| (subject(MessageKind::Trace, t.id, 0), ErrorCode::Invalid, e)),
             // Handled in `poll`, or travelling the other way (the ring refuses those).
             Message::Transmit(_)
             | Message::Hello(_)

@@ -333,6 +333,7 @@ fn control_loop(
             sas_changed |= applied > 0;
         }
         flush_events(control, link.as_deref_mut(), events);
+        control.drain_trace();
         let now = now_ns(start);
         if now >= next_age {
             control.age_neighbors(now);

@@ -196,44 +196,11 @@ pub fn udp_datagram<B: PacketBuf>(
     marker: bool,
     payload: &[u8],
 ) -> bool {
-    let ip_len = if src.0.is_ipv4() { 20 } else { 40 };
-    let l4 = 8 + if marker { 4 } else { 0 } + payload.len();
-    if l4 > u16::MAX as usize || src.0.is_ipv4() != dst.0.is_ipv4() {
+    let prefix: &[u8] = if marker { &[0; 4] } else { &[] };
+    if udp::HEADER_LEN + prefix.len() + payload.len() > u16::MAX as usize {
         return false;
     }
-    let Some(d) = fill(b, ip_len + l4) else { return false };
-    match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(t)) => ipv4::Repr {
-            src: s,
-            dst: t,
-            protocol: ip_proto::UDP,
-            payload_len: l4,
-            ttl: 64,
-            tos: 0,
-            ident: 0,
-            dont_frag: false,
-            more_frags: false,
-            frag_offset: 0,
-        }
-        .emit(d),
-        (IpAddr::V6(s), IpAddr::V6(t)) => ipv6::Repr {
-            src: s,
-            dst: t,
-            next_header: ip_proto::UDP,
-            payload_len: l4,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(d),
-        _ => return false,
-    }
-    udp::Repr { src_port: src.1, dst_port: dst.1, payload_len: l4 - 8 }.emit(&mut d[ip_len..]);
-    let at = ip_len + 8;
-    if marker {
-        d[at..at + 4].fill(0);
-    }
-    d[at + if marker { 4 } else { 0 }..].copy_from_slice(payload);
-    udp::Packet::new_unchecked(&mut d[ip_len..]).fill_checksum(src.0, dst.0);
-    true
+    let len = udp::ip_datagram_len(src.0.is_ipv4(), prefix.len() + payload.len());
+    let Some(d) = fill(b, len) else { return false };
+    udp::emit_ip_datagram(d, src, dst, prefix, payload)
 }

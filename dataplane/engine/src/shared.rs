@@ -59,6 +59,8 @@ pub struct Shared {
     addrs: Rcu<Addresses>,
     /// Seconds between NAT keepalives (the control plane may change it).
     pub keepalive_secs: std::sync::atomic::AtomicU64,
+    /// `espritctl trace`: whose packets the workers copy, and where to.
+    pub trace: crate::trace::Tracer,
 }
 
 impl std::fmt::Debug for Shared {
@@ -172,6 +174,8 @@ pub struct Control {
     pub nat_mapping_changes: u64,
     /// The clock as of the last [`sweep`](Self::sweep); new SAs' time lifetimes start here.
     now: u64,
+    /// The trace under way, if any.
+    trace: Option<crate::trace::TraceWriter>,
 }
 
 impl std::fmt::Debug for Control {
@@ -230,6 +234,7 @@ impl Control {
             routes: Rcu::new(routes.clone()),
             addrs: Rcu::new(addrs.clone()),
             keepalive_secs: std::sync::atomic::AtomicU64::new(cfg.settings.keepalive_interval),
+            trace: crate::trace::Tracer::default(),
         });
         let mut c = Control {
             sh: sh.clone(),
@@ -242,6 +247,7 @@ impl Control {
             events: Vec::new(),
             nat_mapping_changes: 0,
             now: 0,
+            trace: None,
         };
         let g = epoch::pin();
         for n in &cfg.neighbors {
@@ -423,6 +429,46 @@ impl Control {
 
     /// Sets the writer's clock (new SAs' time lifetimes start from it). The SAs of the
     /// configuration, installed before the clock was first set, start at its first reading.
+    /// Starts trace `id` (ending any trace under way) into `dir`, or with an empty `dir`
+    /// stops trace `id`.
+    pub fn trace(&mut self, id: u32, peer: Option<IpAddr>, dir: &str, max_packets: u32) -> Result<(), String> {
+        let t = &self.sh.trace;
+        if dir.is_empty() {
+            return match self.trace.take() {
+                Some(w) if w.id == id => {
+                    let s = w.stop(t)?;
+                    eprintln!(
+                        "esprit-dataplane: trace {id} stopped: {} ESP and {} inner packets written, {} left out",
+                        s.esp_packets, s.inner_packets, s.left_out
+                    );
+                    Ok(())
+                }
+                other => {
+                    self.trace = other;
+                    Err(format!("no trace {id} under way"))
+                }
+            };
+        }
+        if let Some(w) = self.trace.take() {
+            let _ = w.stop(t);
+        }
+        let w = crate::trace::TraceWriter::start(t, id, peer, std::path::Path::new(dir), max_packets, self.now)?;
+        self.trace = Some(w);
+        Ok(())
+    }
+
+    /// Writes what the workers captured for the trace under way (the control thread, often).
+    pub fn drain_trace(&mut self) {
+        if let Some(w) = self.trace.as_mut() {
+            if let Err(e) = w.drain(&self.sh.trace) {
+                eprintln!("esprit-dataplane: trace stopped: {e}");
+                if let Some(w) = self.trace.take() {
+                    let _ = w.stop(&self.sh.trace);
+                }
+            }
+        }
+    }
+
     pub fn set_now(&mut self, now: u64) {
         if self.now == 0 && now != 0 {
             let g = epoch::pin();

@@ -33,6 +33,7 @@ use esprit_wire::{arp, ethernet, icmpv6, ip_proto, ipv4, ipv6, EthernetAddress};
 use crate::config::{Direction, Role};
 use crate::local;
 use crate::shared::{Event, Request, ResolveLimiter, Shared};
+use crate::trace::Point;
 
 const SEC: u64 = 1_000_000_000;
 /// Sequence numbers left on an outbound SA below which a rekey event is raised.
@@ -759,6 +760,15 @@ impl<P: BufPool> Worker<P> {
             bufs.push(b);
             metas.push(m);
         }
+        let tr = &cx.sh.trace;
+        let traced = tr.active();
+        if traced {
+            for (b, m) in bufs.iter().zip(&metas) {
+                if tr.wants(m.src.addr) {
+                    tr.capture(Point::EspWire, cx.now, b.data());
+                }
+            }
+        }
         let mut res = [Err(DropReason::NoBuffer); MAX_BURST];
         let sum = sa.decap_burst(&mut bufs, &metas, &mut res[..n], cx.now);
         let encap = sa.is_udp_encap();
@@ -773,6 +783,9 @@ impl<P: BufPool> Worker<P> {
             match r {
                 Ok(d) => {
                     self.counters.esp_decrypted += 1;
+                    if traced && tr.wants(m.src.addr) {
+                        tr.capture(Point::Inner, cx.now, b.data());
+                    }
                     if d.peer_changed && encap && moved != Some(m.src) {
                         moved = Some(m.src);
                         self.requests.push(Request::FollowNat { spi_in: spi, new: m.src });
@@ -1031,6 +1044,11 @@ impl<P: BufPool> Worker<P> {
         let n = batch.len();
         let mut bufs: ArrayVec<P::Buf, MAX_BURST> = batch.drain(..).map(|(b, _)| b).collect();
         let mut res = [Ok(()); MAX_BURST];
+        let tr = &cx.sh.trace;
+        let traced = tr.active() && tr.wants(sa.peer().addr);
+        if traced {
+            bufs.iter().for_each(|b| tr.capture(Point::Inner, cx.now, b.data()));
+        }
         let before = sa.seq_remaining();
         let sum = sa.encap_burst(&mut bufs, &mut res[..n], cx.now);
         if sum.soft_expired {
@@ -1046,6 +1064,9 @@ impl<P: BufPool> Worker<P> {
             match r {
                 Ok(()) => {
                     self.counters.esp_encrypted += 1;
+                    if traced {
+                        tr.capture(Point::EspWire, cx.now, b.data());
+                    }
                     self.route_out(cx, b);
                 }
                 Err(r) => self.drop_pkt(b, r),

@@ -6,6 +6,8 @@ use std::io::{self, Read, Write};
 
 /// LINKTYPE_ETHERNET.
 pub const LINKTYPE_ETHERNET: u32 = 1;
+/// LINKTYPE_RAW: each record is an IPv4 or IPv6 packet.
+pub const LINKTYPE_RAW: u32 = 101;
 const MAGIC_US: u32 = 0xa1b2_c3d4;
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
 /// Largest record accepted when reading (jumbo frames fit; anything larger is corrupt).
@@ -106,7 +108,8 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Writes Ethernet frames to a pcap file (microsecond timestamps, little-endian).
+/// Writes Ethernet frames (or, [`with_linktype`](Self::with_linktype), other records) to a
+/// pcap file (microsecond timestamps, little-endian).
 #[derive(Debug)]
 pub struct PcapWriter<W: Write> {
     w: W,
@@ -114,7 +117,11 @@ pub struct PcapWriter<W: Write> {
 }
 
 impl<W: Write> PcapWriter<W> {
-    pub fn new(mut w: W) -> io::Result<Self> {
+    pub fn new(w: W) -> io::Result<Self> {
+        Self::with_linktype(w, LINKTYPE_ETHERNET)
+    }
+
+    pub fn with_linktype(mut w: W, linktype: u32) -> io::Result<Self> {
         let mut h = Vec::with_capacity(24);
         h.extend_from_slice(&MAGIC_US.to_le_bytes());
         h.extend_from_slice(&2u16.to_le_bytes());
@@ -122,7 +129,7 @@ impl<W: Write> PcapWriter<W> {
         h.extend_from_slice(&0i32.to_le_bytes());
         h.extend_from_slice(&0u32.to_le_bytes());
         h.extend_from_slice(&65535u32.to_le_bytes());
-        h.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        h.extend_from_slice(&linktype.to_le_bytes());
         w.write_all(&h)?;
         Ok(PcapWriter { w, frames: 0 })
     }

@@ -107,6 +107,12 @@ impl Message {
             }),
             MessageKind::Flush => Message::Flush,
             MessageKind::SyncDone => Message::SyncDone,
+            MessageKind::Trace => Message::Trace(TraceRequest {
+                id: r.u32("id")?,
+                peer: r.option("peer", |r| r.addr("peer"))?,
+                dir: r.string("dir", MAX_TRACE_DIR_LEN)?,
+                max_packets: r.u32("max_packets")?,
+            }),
             MessageKind::Hello => {
                 Message::Hello(Hello { generation: r.u64("generation")?, start_unix_ns: r.u64("start_unix_ns")? })
             }
@@ -190,6 +196,12 @@ impl Message {
                 w.datagram(&t.payload)?;
             }
             Message::Flush | Message::SyncDone => {}
+            Message::Trace(t) => {
+                w.u32(t.id);
+                w.option(t.peer.as_ref(), |w, a| w.addr(a));
+                w.string("dir", &t.dir, MAX_TRACE_DIR_LEN)?;
+                w.u32(t.max_packets);
+            }
             Message::Hello(h) => {
                 w.u64(h.generation);
                 w.u64(h.start_unix_ns);

@@ -26,6 +26,7 @@
 //! | `0x000b` | `Transmit` | control → data |
 //! | `0x000c` | `Flush` | control → data |
 //! | `0x000d` | `SyncDone` | control → data |
+//! | `0x000e` | `Trace` | control → data |
 //! | `0x8001` | `Hello` | data → control |
 //! | `0x8002` | `Punt` | data → control |
 //! | `0x8003` | `SaEvent` | data → control |

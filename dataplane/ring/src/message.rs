@@ -163,6 +163,24 @@ pub struct IfAddress {
 /// The largest datagram payload carried by [`Transmit`] and [`Punt`]: a UDP datagram.
 pub const MAX_DATAGRAM: usize = 65_535;
 
+/// Capture the ESP packets of the peers in scope as they are on the wire and their inner
+/// packets as they are before encryption and after decryption, into `esp-wire.pcap` and
+/// `inner.pcap` (raw IP, mode 0600) in the directory `dir`; an empty `dir` stops the trace
+/// `id` and closes its files. Acknowledged with [`Subject`] `{kind: Trace, spi: id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceRequest {
+    pub id: u32,
+    /// Only packets to and from this outer address; `None`: every peer.
+    pub peer: Option<IpAddr>,
+    /// At most [`MAX_TRACE_DIR_LEN`] bytes of UTF-8; empty: stop.
+    pub dir: String,
+    /// Packets per file before the rest is left out (0: no limit).
+    pub max_packets: u32,
+}
+
+/// The longest trace directory path.
+pub const MAX_TRACE_DIR_LEN: usize = 4095;
+
 /// An IKE datagram for the data plane to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
@@ -284,6 +302,8 @@ pub enum Message {
     Flush,
     /// The resynchronisation after a [`Hello`] or a control-plane restart is complete.
     SyncDone,
+    /// Start or stop capturing ESP and inner traffic (`espritctl trace`).
+    Trace(TraceRequest),
     // ---- data plane → control plane
     Hello(Hello),
     Punt(Punt),
@@ -336,6 +356,7 @@ kinds! {
     Transmit = 0x000b,
     Flush = 0x000c,
     SyncDone = 0x000d,
+    Trace = 0x000e,
     Hello = 0x8001,
     Punt = 0x8002,
     SaEvent = 0x8003,
@@ -385,6 +406,7 @@ impl Message {
             Message::Transmit(_) => MessageKind::Transmit,
             Message::Flush => MessageKind::Flush,
             Message::SyncDone => MessageKind::SyncDone,
+            Message::Trace(_) => MessageKind::Trace,
             Message::Hello(_) => MessageKind::Hello,
             Message::Punt(_) => MessageKind::Punt,
             Message::SaEvent(_) => MessageKind::SaEvent,

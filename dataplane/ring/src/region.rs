@@ -47,7 +47,7 @@ use crate::shm::{self, Mapping};
 /// major version is refused.
 pub const ABI_MAJOR: u16 = 1;
 /// The ABI minor version: additions a peer of the same major version may ignore.
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ESPRITRG");
 /// Bytes before the first data area.

@@ -112,6 +112,13 @@ fn samples() -> Vec<Message> {
         }),
         Message::Flush,
         Message::SyncDone,
+        Message::Trace(TraceRequest {
+            id: 7,
+            peer: Some("198.51.100.7".parse().unwrap()),
+            dir: "/var/lib/esprit/trace-1".into(),
+            max_packets: 100_000,
+        }),
+        Message::Trace(TraceRequest { id: 7, peer: None, dir: String::new(), max_packets: 0 }),
         Message::Hello(Hello { generation: 3, start_unix_ns: 1_700_000_000_000_000_000 }),
         Message::Punt(Punt {
             src: ep("198.51.100.7", 61_234),
@@ -221,7 +228,7 @@ fn trailing_bytes_are_refused() {
 
 #[test]
 fn bad_values_are_refused() {
-    assert_eq!(decode(&[0x0e, 0x00]), Err(DecodeError::UnknownTag(0x000e)));
+    assert_eq!(decode(&[0x0f, 0x00]), Err(DecodeError::UnknownTag(0x000f)));
     assert_eq!(decode(&[0xff, 0xff]), Err(DecodeError::UnknownTag(0xffff)));
     // Direction 2.
     assert!(matches!(decode(&[2, 0, 2, 1, 0, 0, 0]), Err(DecodeError::BadValue { field: "direction", value: 2 })));
@@ -471,6 +478,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         ),
         Just(Message::Flush),
         Just(Message::SyncDone),
+        (any::<u32>(), proptest::option::of(arb_addr()), "[ -~]{0,64}", any::<u32>())
+            .prop_map(|(id, peer, dir, max_packets)| { Message::Trace(TraceRequest { id, peer, dir, max_packets }) }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(generation, start_unix_ns)| Message::Hello(Hello { generation, start_unix_ns })),
         (arb_endpoint(), arb_endpoint(), arb_ifname(), any::<bool>(), arb_payload()).prop_map(

@@ -281,7 +281,7 @@ fn abi_major_mismatch_names_both_versions() {
     let e = Channel::attach(f.path(), Side::Data, &small()).unwrap_err();
     assert!(matches!(e, AttachError::AbiMismatch { theirs_major: 2, theirs_minor: 3, .. }));
     let msg = e.to_string();
-    assert!(msg.contains("ABI 2.3") && msg.contains("speaks 1.0") && msg.contains("major"), "{msg}");
+    assert!(msg.contains("ABI 2.3") && msg.contains("speaks 1.1") && msg.contains("major"), "{msg}");
 }
 
 #[test]

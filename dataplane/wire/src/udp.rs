@@ -149,6 +149,58 @@ impl Repr {
     }
 }
 
+/// Bytes of an IPv4 (or IPv6) packet without options carrying a UDP datagram of
+/// `payload_len` bytes.
+pub const fn ip_datagram_len(v4: bool, payload_len: usize) -> usize {
+    (if v4 { 20 } else { 40 }) + HEADER_LEN + payload_len
+}
+
+/// Writes into `d` (exactly [`ip_datagram_len`] bytes) an IP packet from `src` to `dst`
+/// carrying a UDP datagram of `prefix` then `payload`, with a valid UDP checksum (TTL 64,
+/// no fragmentation). False, `d` untouched: the families differ, `d` has the wrong length,
+/// or the datagram exceeds 65535 bytes.
+pub fn emit_ip_datagram(d: &mut [u8], src: (IpAddr, u16), dst: (IpAddr, u16), prefix: &[u8], payload: &[u8]) -> bool {
+    use crate::{ipv4, ipv6};
+    let l4 = HEADER_LEN + prefix.len() + payload.len();
+    let v4 = src.0.is_ipv4();
+    if l4 > u16::MAX as usize || v4 != dst.0.is_ipv4() || d.len() != ip_datagram_len(v4, l4 - HEADER_LEN) {
+        return false;
+    }
+    let ip_len = d.len() - l4;
+    match (src.0, dst.0) {
+        (IpAddr::V4(s), IpAddr::V4(t)) => ipv4::Repr {
+            src: s,
+            dst: t,
+            protocol: ip_proto::UDP,
+            payload_len: l4,
+            ttl: 64,
+            tos: 0,
+            ident: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        }
+        .emit(d),
+        (IpAddr::V6(s), IpAddr::V6(t)) => ipv6::Repr {
+            src: s,
+            dst: t,
+            next_header: ip_proto::UDP,
+            payload_len: l4,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(d),
+        _ => return false,
+    }
+    Repr { src_port: src.1, dst_port: dst.1, payload_len: l4 - HEADER_LEN }.emit(&mut d[ip_len..]);
+    let at = ip_len + HEADER_LEN;
+    d[at..at + prefix.len()].copy_from_slice(prefix);
+    d[at + prefix.len()..].copy_from_slice(payload);
+    Packet::new_unchecked(&mut d[ip_len..]).fill_checksum(src.0, dst.0);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +247,20 @@ mod tests {
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::BadLength);
         b[5] = 13;
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn ip_datagram_carries_the_marker_and_a_good_checksum() {
+        let (src, dst) = (("192.0.2.1".parse().unwrap(), 4500), ("198.51.100.7".parse().unwrap(), 61_000));
+        let mut d = [0u8; ip_datagram_len(true, 4 + 3)];
+        assert!(emit_ip_datagram(&mut d, src, dst, &[0; 4], b"ike"));
+        let p = crate::ipv4::Packet::new_checked(&d[..]).unwrap();
+        let u = Packet::new_checked(p.payload()).unwrap();
+        assert!(u.verify_checksum(src.0, dst.0));
+        assert_eq!((u.src_port(), u.dst_port()), (4500, 61_000));
+        assert_eq!(u.payload(), b"\0\0\0\0ike");
+        let v6 = ("2001:db8::1".parse().unwrap(), 500);
+        assert!(!emit_ip_datagram(&mut d, src, v6, &[], b"ike"), "families differ");
+        assert!(!emit_ip_datagram(&mut [0; 10], src, dst, &[], b"ike"), "wrong length");
     }
 }

@@ -70,7 +70,7 @@ impl DataPlane {
                 }
                 self.peer_updates.push((*cookie, *remote));
             }
-            Output::Send(_) | Output::Event(_) => {}
+            Output::Send(_) | Output::Event(_) | Output::Decrypted { .. } => {}
         }
     }
 
@@ -104,6 +104,8 @@ pub struct Pair {
     /// Drop what `drop` says (called with each datagram before delivery).
     pub drop: Box<dyn FnMut(&InFlight) -> bool>,
     pub delivered: Vec<InFlight>,
+    /// The responder's messages in the clear while it traces (inbound?, datagram).
+    pub resp_decrypted: Vec<(bool, esprit_ikev2::Datagram)>,
 }
 
 pub fn ike_props(s: &str) -> Vec<IkeProposal> {
@@ -204,6 +206,7 @@ impl Pair {
             nat_ports: (1024, 1025),
             drop: Box::new(|_| false),
             delivered: vec![],
+            resp_decrypted: vec![],
         }
     }
 
@@ -254,6 +257,7 @@ impl Pair {
                     self.net.push_back(InFlight { to_responder: false, from: d.local, to: d.remote, data: d.data })
                 }
                 Output::Event(e) => self.resp_events.push(e),
+                Output::Decrypted { inbound, datagram } => self.resp_decrypted.push((inbound, datagram)),
                 _ => {}
             }
         }
