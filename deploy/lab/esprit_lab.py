@@ -1391,7 +1391,8 @@ def metric(samples, name, **labels):
 
 
 def esprit_ike_command(binary, config):
-    return [binary, "--config", config]
+    # At debug level: the lab's logs say more, and the secrets check reads more.
+    return ["/usr/bin/env", "ESPRIT_LOG=debug", binary, "--config", config]
 
 
 def esprit_ike_wait_ready(gw, timeout=10):

@@ -598,3 +598,16 @@ def test_trace_captures_open_decrypted_in_tshark(lab, gateway, kind, tmp_path):
     assert esp.count("8") >= 5 and esp.count("0") >= 5, f"ESP decrypted by tshark: {esp}"
     inner = tshark(d / "inner.pcap", *icmp).split()
     assert inner.count("8") >= 5 and inner.count("0") >= 5, f"inner capture: {inner}"
+
+    # Secrets: no key of the trace's tables (every IKE and ESP key of this client) and not the
+    # PSK appears in either process's log (esprit-ike logs at debug level in the lab) — as hex,
+    # upper-case hex, or the decimal byte list of a Rust debug print.
+    tables = (d / "esp_sa").read_text() + (d / "ikev2_decryption_table").read_text()
+    keys = [k for k in re.findall(r"[0-9a-f]{32,}", tables)]
+    assert len(keys) >= 4, tables
+    logs = gw.dp_out.read_text(errors="replace") + gw.ike_out.read_text(errors="replace")
+    for k in keys:
+        head = bytes.fromhex(k[:16])
+        for form in (k[:16], k[:16].upper(), ", ".join(str(b) for b in head)):
+            assert form not in logs, f"key material {form} in the logs"
+    assert L.PSK not in logs and L.PSK.encode().hex() not in logs, "the PSK in the logs"
