@@ -4,6 +4,7 @@
 //! ringctl push NAME CONFIG.toml [--flush]   install the [[sa]]s and [[policy]]s of a config
 //! ringctl listen NAME SECONDS               print what the data plane sends, one per line
 //! ringctl transmit NAME SRC:PORT DST:PORT HEX [--marker]   send a datagram through it
+//! ringctl delete NAME in|out SPI              delete one SA (its policies stay)
 //! ringctl serve NAME CONFIG.toml SECONDS    push, then listen; on every Hello (a data
 //!                                           plane (re)started) flush and push again
 //! ```
@@ -12,11 +13,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use esprit_engine::config::{self, Direction};
-use esprit_ring::message::{AddSa, KeyBytes, Message, Policy, SaDirection, Transmit};
+use esprit_ring::message::{AddSa, DeleteSa, KeyBytes, Message, Policy, SaDirection, Transmit};
 use esprit_ring::region::{Channel, RegionOptions, Side};
 
 const USAGE: &str = "usage: ringctl push NAME CONFIG [--flush] | listen NAME SECONDS | \
-                     transmit NAME SRC DST HEX [--marker] | serve NAME CONFIG SECONDS";
+                     transmit NAME SRC DST HEX [--marker] | serve NAME CONFIG SECONDS | \
+                     delete NAME in|out SPI";
 
 fn attach(name: &str) -> Result<Channel, String> {
     let path = esprit_ring::shm_path(name).map_err(|e| e.to_string())?;
@@ -123,6 +125,15 @@ fn run() -> Result<(), String> {
             push(&mut ch, &a[2], true)?;
             let file = a[2].clone();
             listen(&mut ch, secs(&a[3])?, |ch| push(ch, &file, true))
+        }
+        Some("delete") if a.len() == 4 => {
+            let direction = match a[2].as_str() {
+                "in" => SaDirection::In,
+                "out" => SaDirection::Out,
+                _ => return Err(USAGE.to_string()),
+            };
+            let spi = u32::from_str_radix(a[3].trim_start_matches("0x"), 16).map_err(|_| USAGE.to_string())?;
+            send(&mut attach(&a[1])?, Message::DeleteSa(DeleteSa { direction, spi }))
         }
         Some("transmit") if a.len() >= 5 => {
             let t = Transmit {

@@ -130,3 +130,50 @@ def test_control_plane_over_the_ring(dataplane_bin, tmp_path):
     finally:
         lab.cleanup()
         shm.unlink(missing_ok=True)
+
+
+def test_policy_without_sa_sends_nothing_in_the_clear(dataplane_bin, tmp_path):
+    """A packet that matches a protecting policy whose outbound SA is gone (deleted over the
+    ring, the policy left in place) is dropped and counted as policy_no_sa — and nothing of it
+    leaves on the outside, checked with tshark on a capture of the client's link: before the
+    delete the server's pings leave as ESP, after it nothing does."""
+    ctl, ectl = ringctl(), espritctl()
+    name = f"c{os.getpid()}"
+    shm = pathlib.Path(f"/dev/shm/esprit-{name}")
+    lab = netlab.Lab("clear")
+    try:
+        full = netlab.GW_CONFIG.format(eal="", out_dev='device = "gw-out"', in_dev='device = "gw-in"', workers=1,
+                                       keepalive=0, proposal="aes128gcm16", int_in="", int_out="", **{k: v for k, v in K.items() if k.startswith("enc")})
+        (tmp_path / "sas.toml").write_text(full)
+        (tmp_path / "gw.toml").write_text(full[: full.index("[[sa]]")])
+        gw = lab.spawn("gw", [dataplane_bin, "--config", str(tmp_path / "gw.toml"), "--ring", name])
+        time.sleep(0.5)
+        assert gw.poll() is None, gw.stderr.read()
+        subprocess.run([ctl, "push", name, str(tmp_path / "sas.toml")], check=True, capture_output=True)
+        assert ping(lab, 5) >= 4, "the tunnel works"
+
+        def server_pings(pcap):
+            cap = lab.spawn("client", ["tcpdump", "-i", "cl-out", "-n", "-U", "-w", str(pcap), "ip"])
+            time.sleep(1)
+            lab.ex(lab.ns["server"], "ping -c 5 -i 0.1 -W 1 10.9.0.2", check=False)
+            time.sleep(0.5)
+            cap.send_signal(signal.SIGINT)
+            cap.wait(5)
+            r = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "ip.proto", "-e", "ip.dst"],
+                               capture_output=True, text=True, check=True)
+            return [line.split("\t") for line in r.stdout.splitlines() if line.strip()]
+
+        before = server_pings(tmp_path / "before.pcap")
+        assert sum(1 for p, _ in before if p == "17") >= 5, f"the server's pings leave as ESP in UDP: {before}"
+        subprocess.run([ctl, "delete", name, "out", "2002"], check=True)
+        time.sleep(0.5)
+        after = server_pings(tmp_path / "after.pcap")
+        assert after == [], f"packets left toward the client with no outbound SA: {after}"
+        time.sleep(1.2)
+        vals, out = counters(ectl, name)
+        assert vals.get("drop.policy_no_sa", 0) >= 5, out
+        code, _, err = lab.stop(gw)
+        assert code == 0, err
+    finally:
+        lab.cleanup()
+        shm.unlink(missing_ok=True)
