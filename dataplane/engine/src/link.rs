@@ -251,6 +251,7 @@ impl Link {
             }
             Message::Flush => {
                 c.flush(&g);
+                c.end_trace();
                 self.cookies.clear();
                 Ok(())
             }

@@ -457,6 +457,14 @@ impl Control {
         Ok(())
     }
 
+    /// Ends the trace under way, if any (a control plane that flushes everything restarted:
+    /// nobody will stop its trace).
+    pub fn end_trace(&mut self) {
+        if let Some(w) = self.trace.take() {
+            let _ = w.stop(&self.sh.trace);
+        }
+    }
+
     /// Writes what the workers captured for the trace under way (the control thread, often).
     pub fn drain_trace(&mut self) {
         if let Some(w) = self.trace.as_mut() {
