@@ -7,7 +7,9 @@
 //!   addresses than it has IKE SAs;
 //! * each endpoint's data-plane outputs only name pairs it installed and has not removed
 //!   (cookies are never reused), no policy is left pointing at a removed pair, and what
-//!   [`Endpoint::installed`] reports is exactly what the data plane was told to keep.
+//!   [`Endpoint::installed`] reports is exactly what the data plane was told to keep;
+//! * both endpoints trace every peer, and each message they show in the clear decodes as an
+//!   unencrypted IKE message.
 //!
 //! At the end the network turns reliable for two minutes of simulated time: by then no IKE
 //! SA may still be in its handshake on either side (nor, with [`CHECK_HALF_OPEN_INDEX`], in
@@ -294,9 +296,11 @@ struct Side {
 
 impl Side {
     fn new(name: &'static str, cfg: IkeConfig, now: Instant) -> Side {
+        let mut ep = Endpoint::new(Arc::new(cfg), &PROVIDER, now, 1_900_000_000).expect("the pool is valid");
+        ep.set_trace(esprit_ikev2::TraceScope::All);
         Side {
             name,
-            ep: Endpoint::new(Arc::new(cfg), &PROVIDER, now, 1_900_000_000).expect("the pool is valid"),
+            ep,
             inbox: VecDeque::new(),
             ever: BTreeSet::new(),
             live: BTreeSet::new(),
@@ -341,6 +345,10 @@ impl Side {
                     if tracing() {
                         eprintln!("      {}: {e:?}", self.name);
                     }
+                }
+                Output::Decrypted { datagram, .. } => {
+                    let m = esprit_ikev2::message::decode(&datagram.data);
+                    assert!(m.is_ok_and(|m| m.encrypted.is_none()), "{}: a traced message does not decode", self.name);
                 }
             }
         }
