@@ -147,41 +147,15 @@ pub fn echo_reply<B: PacketBuf>(b: &mut B, req: &[u8]) -> bool {
 
 /// A NAT keepalive: one 0xFF byte in UDP from `src` to `dst` (RFC 3948 §2.3), as an IP packet.
 pub fn keepalive<B: PacketBuf>(b: &mut B, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> bool {
-    let ip_len = if src.is_ipv4() { 20 } else { 40 };
-    let Some(d) = fill(b, ip_len + 9) else {
+    let Some(d) = fill(b, udp::ip_datagram_len(src.is_ipv4(), 1)) else {
         return false;
     };
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(t)) => ipv4::Repr {
-            src: s,
-            dst: t,
-            protocol: ip_proto::UDP,
-            payload_len: 9,
-            ttl: 64,
-            tos: 0,
-            ident: 0,
-            dont_frag: false,
-            more_frags: false,
-            frag_offset: 0,
-        }
-        .emit(d),
-        (IpAddr::V6(s), IpAddr::V6(t)) => ipv6::Repr {
-            src: s,
-            dst: t,
-            next_header: ip_proto::UDP,
-            payload_len: 9,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(d),
-        _ => return false,
+    if !udp::emit_ip_datagram(d, (src, sport), (dst, dport), &[], &[0xff]) {
+        return false;
     }
-    udp::Repr { src_port: sport, dst_port: dport, payload_len: 1 }.emit(&mut d[ip_len..]);
-    d[ip_len + 8] = 0xff;
-    let mut u = udp::Packet::new_unchecked(&mut d[ip_len..]);
-    if src.is_ipv6() {
-        u.fill_checksum(src, dst);
+    if src.is_ipv4() {
+        // Over IPv4 the checksum is left out (zero), as for the ESP it keeps alive.
+        udp::Packet::new_unchecked(&mut d[ipv4::HEADER_LEN..]).set_checksum(0);
     }
     true
 }

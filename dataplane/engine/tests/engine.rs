@@ -377,6 +377,8 @@ fn arp_keepalives_ike_and_unprotected_traffic() {
     let ip = ipv4::Packet::new_checked(&wan[0][14..]).unwrap();
     let u = udp::Packet::new_checked(ip.payload()).unwrap();
     assert_eq!((u.src_port(), u.dst_port(), u.payload()), (4500, 34567, &[0xffu8][..]));
+    assert!(ip.verify_checksum());
+    assert_eq!(u.checksum(), 0, "over IPv4 a keepalive's UDP checksum is zero, as for UDP-encapsulated ESP");
     e.poll(30 * SEC);
     assert!(take(&mut e, "wan").is_empty());
     e.poll(42 * SEC);
