@@ -192,10 +192,10 @@ impl Endpoint {
         None
     }
 
-    fn with_sa<R>(&mut self, spi: u64, now: Instant, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+    /// The context the exchanges run in at `now`, beside the tables it does not cover.
+    fn split(&mut self, now: Instant) -> (Ctx<'_>, &mut HashMap<u64, Box<IkeSa>>, &mut CookieJar) {
         let unix = self.start_unix + now.saturating_duration_since(self.start).as_secs() as i64;
-        let sa = self.sas.get_mut(&spi)?;
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             cfg: &self.cfg,
             p: self.p,
             out: &mut self.out,
@@ -206,23 +206,18 @@ impl Endpoint {
             unix,
             trace: self.trace,
         };
+        (ctx, &mut self.sas, &mut self.cookies)
+    }
+
+    fn with_sa<R>(&mut self, spi: u64, now: Instant, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+        let (mut ctx, sas, _) = self.split(now);
+        let sa = sas.get_mut(&spi)?;
         Some(f(sa, &mut ctx))
     }
 
     fn ctx_new_sa<R>(&mut self, now: Instant, f: impl FnOnce(&mut Ctx<'_>, &mut CookieJar) -> R) -> R {
-        let unix = self.start_unix + now.saturating_duration_since(self.start).as_secs() as i64;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            p: self.p,
-            out: &mut self.out,
-            pools: &mut self.pools,
-            next_cookie: &mut self.next_cookie,
-            stats: &mut self.stats,
-            now,
-            unix,
-            trace: self.trace,
-        };
-        f(&mut ctx, &mut self.cookies)
+        let (mut ctx, _, cookies) = self.split(now);
+        f(&mut ctx, cookies)
     }
 
     /// A datagram addressed to us (`data` without the non-ESP marker).
