@@ -37,6 +37,14 @@ struct Captured {
 /// Packets in flight between the workers and the writer.
 const QUEUE: usize = 16_384;
 
+/// An address as (4 or 6, its bits).
+fn addr_bits(a: IpAddr) -> (u8, u128) {
+    match a {
+        IpAddr::V4(v) => (4, u32::from(v) as u128),
+        IpAddr::V6(v) => (6, u128::from(v)),
+    }
+}
+
 /// The workers' side: shared by every worker, read once per burst.
 #[derive(Debug)]
 pub struct Tracer {
@@ -70,13 +78,10 @@ impl Tracer {
 
     /// True if packets to or from the outer address `a` are traced.
     pub fn wants(&self, a: IpAddr) -> bool {
-        let bits = match a {
-            IpAddr::V4(v) => (4, u32::from(v) as u128),
-            IpAddr::V6(v) => (6, u128::from(v)),
-        };
+        let (family, bits) = addr_bits(a);
         match self.family.load(Relaxed) {
             0 => true,
-            f => f == bits.0 && self.peer_bits() == bits.1,
+            f => f == family && self.peer_bits() == bits,
         }
     }
 
@@ -93,11 +98,7 @@ impl Tracer {
 
     /// The filter is set while the trace is off, then published by `on` (release).
     fn start(&self, peer: Option<IpAddr>) {
-        let (family, bits) = match peer {
-            None => (0, 0u128),
-            Some(IpAddr::V4(v)) => (4, u32::from(v) as u128),
-            Some(IpAddr::V6(v)) => (6, u128::from(v)),
-        };
+        let (family, bits) = peer.map_or((0, 0), addr_bits);
         self.peer[0].store((bits >> 64) as u64, Relaxed);
         self.peer[1].store(bits as u64, Relaxed);
         self.family.store(family, Relaxed);

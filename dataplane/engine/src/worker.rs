@@ -760,11 +760,13 @@ impl<P: BufPool> Worker<P> {
             bufs.push(b);
             metas.push(m);
         }
+        // Which packets a trace under way wants, decided once for both of their captures.
         let tr = &cx.sh.trace;
-        let traced = tr.active();
-        if traced {
-            for (b, m) in bufs.iter().zip(&metas) {
-                if tr.wants(m.src.addr) {
+        let mut traced = [false; MAX_BURST];
+        if tr.active() {
+            for ((b, m), t) in bufs.iter().zip(&metas).zip(&mut traced) {
+                *t = tr.wants(m.src.addr);
+                if *t {
                     tr.capture(Point::EspWire, cx.now, b.data());
                 }
             }
@@ -779,11 +781,11 @@ impl<P: BufPool> Worker<P> {
             self.events.push(Event::HardLifetime { spi, direction: Direction::In });
         }
         let mut moved = None;
-        for ((b, m), r) in bufs.into_iter().zip(metas).zip(res) {
+        for (((b, m), r), traced) in bufs.into_iter().zip(metas).zip(res).zip(traced) {
             match r {
                 Ok(d) => {
                     self.counters.esp_decrypted += 1;
-                    if traced && tr.wants(m.src.addr) {
+                    if traced {
                         tr.capture(Point::Inner, cx.now, b.data());
                     }
                     if d.peer_changed && encap && moved != Some(m.src) {
