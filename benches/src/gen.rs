@@ -65,7 +65,8 @@ pub fn nat_mapping(i: u32) -> (Ipv4Addr, u16) {
     (Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i / 16), 1024 + (i % 16) as u16 * 1000)
 }
 
-fn keys(t: Transform, i: u32, dir: u8) -> SaKeys {
+/// Client `i`'s keys for direction `dir` (1: toward the gateway, 2: from it).
+pub fn keys(t: Transform, i: u32, dir: u8) -> SaKeys {
     let enc: Vec<u8> = (0..t.enc_key_len()).map(|k| (k as u32 ^ i.rotate_left(k as u32) ^ dir as u32) as u8).collect();
     let int: Vec<u8> = (0..t.int_key_len()).map(|k| ((k as u32 * 7) ^ i ^ dir as u32) as u8).collect();
     SaKeys::new(t, &enc, &int).expect("lengths match the transform")

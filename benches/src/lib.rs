@@ -3,6 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod gen;
+pub mod install;
+pub mod measure;
+pub mod scenario;
 
 use std::net::{IpAddr, Ipv4Addr};
 

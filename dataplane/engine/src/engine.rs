@@ -25,7 +25,8 @@ impl<P: BufPool> std::fmt::Debug for Engine<P> {
 
 impl<P: BufPool> Engine<P> {
     pub fn new(cfg: &Config, pool: P) -> Result<Self, EngineError> {
-        let (control, sh) = Control::new(cfg, Limits::default())?;
+        let limits = Limits { max_sas: cfg.settings.max_sas, ..Limits::default() };
+        let (control, sh) = Control::new(cfg, limits)?;
         Ok(Engine { control, worker: Worker::new(sh, pool, true), next_sweep: 0 })
     }
 
