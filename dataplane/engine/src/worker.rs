@@ -187,6 +187,45 @@ pub struct Worker<P: BufPool> {
     pub drops: DropCounters,
     pub counters: Counters,
     pub if_stats: Vec<IfStats>,
+    /// The last route and neighbor looked up, for the rest of the burst.
+    hops: HopCache,
+}
+
+/// A per-burst cache of the last route and the last neighbor looked up: a burst mostly goes
+/// to one server, or through one next hop toward the clients, so the lookups are done once
+/// per burst instead of once per packet. Emptied when a burst (or timer run) starts, so a
+/// route or neighbor the writer changed between bursts is seen by the next one.
+#[derive(Debug, Default, Clone, Copy)]
+struct HopCache {
+    route: Option<(IpAddr, Option<(usize, IpAddr)>)>,
+    neighbor: Option<(IpAddr, usize, EthernetAddress)>,
+}
+
+impl HopCache {
+    #[inline]
+    fn route(&mut self, cx: &Cx<'_>, dst: IpAddr) -> Option<(usize, IpAddr)> {
+        match self.route {
+            Some((d, r)) if d == dst => r,
+            _ => {
+                let r = cx.sh.route(dst, cx.g);
+                self.route = Some((dst, r));
+                r
+            }
+        }
+    }
+
+    /// Only known neighbors are cached: an unknown one is resolved, and asked again.
+    #[inline]
+    fn neighbor(&mut self, cx: &Cx<'_>, nh: IpAddr, ifidx: usize) -> Option<EthernetAddress> {
+        if let Some((a, i, mac)) = self.neighbor {
+            if a == nh && i == ifidx {
+                return Some(mac);
+            }
+        }
+        let mac = cx.sh.neighbor(nh, ifidx, cx.now, cx.g)?;
+        self.neighbor = Some((nh, ifidx, mac));
+        Some(mac)
+    }
 }
 
 impl<P: BufPool> std::fmt::Debug for Worker<P> {
@@ -209,6 +248,7 @@ impl<P: BufPool> Worker<P> {
     pub fn transmit(&mut self, src: Endpoint, dst: Endpoint, marker: bool, payload: &[u8], now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
+        self.hops = HopCache::default();
         let cx = Cx { sh: &sh, g: &g, now };
         let Some(mut b) = self.pool.alloc_len(60 + 12 + payload.len()) else {
             return self.drops.inc(DropReason::NoBuffer);
@@ -250,6 +290,7 @@ impl<P: BufPool> Worker<P> {
         }
         let sh = self.sh.clone();
         let g = epoch::pin();
+        self.hops = HopCache::default();
         let cx = Cx { sh: &sh, g: &g, now };
         let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
         let mut esp_spi = 0u32;
@@ -305,6 +346,7 @@ impl<P: BufPool> Worker<P> {
             events: Vec::new(),
             drops: DropCounters::default(),
             counters: Counters::default(),
+            hops: HopCache::default(),
             sh,
         }
     }
@@ -341,6 +383,7 @@ impl<P: BufPool> Worker<P> {
     pub fn rx(&mut self, ifidx: usize, frames: impl IntoIterator<Item = P::Buf>, now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
+        self.hops = HopCache::default();
         let cx = Cx { sh: &sh, g: &g, now };
         let role = sh.ifs[ifidx].role;
         let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
@@ -451,10 +494,10 @@ impl<P: BufPool> Worker<P> {
         let Some(dst) = dst_addr(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
-        let Some((ifidx, nh)) = cx.sh.route(dst, cx.g) else {
+        let Some((ifidx, nh)) = self.hops.route(cx, dst) else {
             return self.drop_pkt(b, DropReason::NoRoute);
         };
-        let Some(mac) = cx.sh.neighbor(nh, ifidx, cx.now, cx.g) else {
+        let Some(mac) = self.hops.neighbor(cx, nh, ifidx) else {
             self.resolve(cx, ifidx, nh);
             // Hold the packet while the neighbor is resolved (as Linux's unres_qlen does),
             // a few per worker and for at most a second.
@@ -869,7 +912,7 @@ impl<P: BufPool> Worker<P> {
         match cx.sh.policies.lookup(src, dst, cx.g) {
             Some(spi) => self.protect(cx, spi, b, transit, out, out_spi),
             None => {
-                let toward_inside = cx.sh.route(dst, cx.g).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
+                let toward_inside = self.hops.route(cx, dst).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
                 if (from_tunnel || !transit) && toward_inside {
                     let mut b = b;
                     if transit {
@@ -896,7 +939,7 @@ impl<P: BufPool> Worker<P> {
         let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
             return self.drop_pkt(b, DropReason::PolicyNoSa);
         };
-        let link = cx.sh.route(sa.peer().addr, cx.g).map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
+        let link = self.hops.route(cx, sa.peer().addr).map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
         if link == 0 {
             return self.drop_pkt(b, DropReason::NoRoute);
         }
@@ -1086,6 +1129,7 @@ impl<P: BufPool> Worker<P> {
         if !self.unresolved.is_empty() {
             let sh = self.sh.clone();
             let g = epoch::pin();
+            self.hops = HopCache::default();
             self.retry_unresolved(&Cx { sh: &sh, g: &g, now });
         }
         let interval = self.sh.keepalive_secs.load(std::sync::atomic::Ordering::Relaxed) * SEC;
@@ -1095,6 +1139,7 @@ impl<P: BufPool> Worker<P> {
         self.next_keepalive_scan = now + SEC;
         let sh = self.sh.clone();
         let g = epoch::pin();
+        self.hops = HopCache::default();
         let cx = Cx { sh: &sh, g: &g, now };
         let mut due = Vec::new();
         let mut seen = Vec::new();

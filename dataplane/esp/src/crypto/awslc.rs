@@ -5,7 +5,6 @@ use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::cipher::{self, DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
-use subtle::ConstantTimeEq;
 
 use super::{
     aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
@@ -178,7 +177,7 @@ impl Cbc {
         }
         let n = op.esp.len() - self.layout.icv_len;
         let tag = self.icv(&op.esp[..n], op.seq);
-        if !bool::from(tag.as_ref()[..self.layout.icv_len].ct_eq(&op.esp[n..])) {
+        if !super::icv_eq(&tag.as_ref()[..self.layout.icv_len], &op.esp[n..]) {
             return OpStatus::AuthFailed;
         }
         let Some(r) = regions(op.esp, self.layout) else {

@@ -22,7 +22,6 @@ use std::sync::OnceLock;
 
 use arrayvec::ArrayVec;
 use ipsec_mb_sys::safe::{self, Arch, CbcHmacKey, ChachaPolyKey, Direction, GcmKey, HmacAlg, Job, JobStatus, Mgr};
-use subtle::ConstantTimeEq;
 
 use super::{
     aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
@@ -169,7 +168,7 @@ impl Gcm {
         if mgr.gcm_decrypt(&self.key, &nonce, &aad[..aad_len], r.body, &mut tag).is_err() {
             return OpStatus::Pending;
         }
-        if bool::from(tag[..].ct_eq(r.icv)) {
+        if super::icv_eq(&tag, r.icv) {
             OpStatus::Ok
         } else {
             // The library decrypts while it computes the tag: wipe the unauthenticated
@@ -325,7 +324,7 @@ impl Multi {
                     Direction::Decrypt => {
                         // Put back the ICV as received (the ESN bits were hashed in its place).
                         buf[n..].copy_from_slice(&rx_icv[..icv_len]);
-                        if completed && bool::from(tag[..icv_len].ct_eq(&rx_icv[..icv_len])) {
+                        if completed && super::icv_eq(&tag[..icv_len], &rx_icv[..icv_len]) {
                             OpStatus::Ok
                         } else {
                             // The job has already decrypted: wipe the unauthenticated

@@ -5,7 +5,6 @@ use aes::cipher::array::Array;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 use aes_gcm::aead::AeadInOut;
 use hmac::{Hmac, Mac};
-use subtle::ConstantTimeEq;
 
 use super::{
     aead_aad, aead_nonce, regions, CbcIvGen, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys,
@@ -238,7 +237,7 @@ where
         let n = op.esp.len() - self.layout.icv_len;
         let tag = self.icv_of(&op.esp[..n], op.seq).finalize().into_bytes();
         // Constant-time comparison of the truncated ICV (RFC 2404 §2, RFC 4868 §2.6).
-        if !bool::from(tag[..self.layout.icv_len].ct_eq(&op.esp[n..])) {
+        if !super::icv_eq(&tag[..self.layout.icv_len], &op.esp[n..]) {
             return OpStatus::AuthFailed;
         }
         let Some(r) = regions(op.esp, self.layout) else {
