@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod gen;
+pub mod ike;
 pub mod install;
 pub mod measure;
 pub mod scenario;

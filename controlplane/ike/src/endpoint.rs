@@ -6,7 +6,7 @@
 
 use core::net::SocketAddr;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,6 +53,10 @@ pub struct Endpoint {
     cfg: Arc<IkeConfig>,
     p: &'static dyn CryptoProvider,
     sas: HashMap<u64, Box<IkeSa>>,
+    /// The IKE SAs with no timer scheduled (`scheduled` is `None`), reconsidered after every
+    /// change: kept as a set so that a change costs what it touches, not a walk of every SA
+    /// (the walk was O(SAs) per message: 338 µs per setup at 3000 SAs against 274 at 2000).
+    unscheduled: HashSet<u64>,
     /// Half-open SAs by (peer, initiator SPI), to answer retransmitted IKE_SA_INIT requests.
     half_open: HashMap<(SocketAddr, u64), u64>,
     /// The key each half-open SA was indexed under (its peer may float to 4500 since).
@@ -112,6 +116,7 @@ impl Endpoint {
             cfg,
             p,
             sas: HashMap::new(),
+            unscheduled: HashSet::new(),
             half_open: HashMap::new(),
             half_open_key: HashMap::new(),
             successor: HashMap::new(),
@@ -350,8 +355,16 @@ impl Endpoint {
     }
 
     fn reschedule(&mut self, now: Instant, spi: u64) {
-        let Some(sa) = self.sas.get_mut(&spi) else { return };
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            self.unscheduled.remove(&spi);
+            return;
+        };
         let next = sa.next_timer(&self.cfg).map(|t| t.max(now));
+        if next.is_none() {
+            self.unscheduled.insert(spi);
+        } else {
+            self.unscheduled.remove(&spi);
+        }
         if next != sa.scheduled {
             sa.scheduled = next;
             if let Some(t) = next {
@@ -372,6 +385,7 @@ impl Endpoint {
         for e in effects {
             match e {
                 Effect::Gone(s) => {
+                    self.unscheduled.remove(&s);
                     if let Some(sa) = self.sas.remove(&s) {
                         self.forget_half_open(sa.spi);
                         for c in &sa.children {
@@ -453,8 +467,7 @@ impl Endpoint {
             self.forget_half_open(spi);
         }
         self.index_outputs();
-        let spis: Vec<u64> =
-            self.sas.keys().copied().filter(|s| *s == spi || self.sas[s].scheduled.is_none()).collect();
+        let spis: Vec<u64> = self.unscheduled.iter().copied().filter(|s| *s != spi).chain([spi]).collect();
         for s in spis {
             self.reschedule(now, s);
         }
@@ -474,6 +487,7 @@ impl Endpoint {
             }
             if let Some(sa) = self.sas.get_mut(&spi) {
                 sa.scheduled = None;
+                self.unscheduled.insert(spi);
             }
             let effects = self.with_sa(spi, now, exchange::on_timer).unwrap_or_default();
             self.apply(now, spi, effects);

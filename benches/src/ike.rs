@@ -1,0 +1,138 @@
+//! IKE setup rate: an in-tree initiator load generator (many road warriors, each with its own
+//! identity and address, like strongSwan's load-tester) against esprit-ike's responder
+//! state machine, both in this process with the datagrams handed over in memory — what is
+//! measured is the responder's protocol and crypto work per completed IKE_SA + CHILD_SA
+//! (IKE_SA_INIT with x25519, IKE_AUTH with PSK, the CHILD_SA installed), not sockets or the
+//! rings. Only the responder's calls are timed (TSC), so the figure is setups per second of
+//! one responder core; the initiators' own cost is reported beside it.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
+use esprit_ikev2::crypto::default_provider;
+use esprit_ikev2::identity::{parse_identity, IdentityPattern};
+use esprit_ikev2::proposal::{EspProposal, IkeProposal};
+use esprit_ikev2::{ts, Endpoint, InitiatorOptions, Output};
+use esprit_pktio::wait::cycles;
+use zeroize::Zeroizing;
+
+const GATEWAY: &str = "198.51.100.1:4500";
+
+/// How a load run went.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setups {
+    /// CHILD_SAs the responder installed (one per completed setup).
+    pub completed: u64,
+    pub responder_cycles: u64,
+    pub initiator_cycles: u64,
+    pub wall: Duration,
+}
+
+fn conn(name: String, local: &str, remote: &str, responder: bool) -> Result<Connection, String> {
+    let psk = Arc::new(Zeroizing::new(b"load test secret".to_vec()));
+    Ok(Connection {
+        name,
+        local_addrs: vec![],
+        ike_proposals: IkeProposal::parse("aes128gcm16-prfsha256-x25519").map_err(|e| e.to_string())?,
+        esp_proposals: vec![EspProposal::parse("aes128gcm16").map_err(|e| e.to_string())?],
+        local_id: parse_identity(local).map_err(|e| e.to_string())?,
+        local_auth: LocalAuth::Psk(psk.clone()),
+        remote_id: IdentityPattern::parse(remote).map_err(|e| e.to_string())?,
+        remote_auth: RemoteAuth::Psk(psk),
+        local_ts: if responder { vec![ts::from_cidr("10.1.0.0/16".parse().map_err(|_| "prefix")?)] } else { vec![] },
+        remote_ts: vec![],
+        pools: if responder { vec![0] } else { vec![] },
+        dns: vec![],
+        ike_lifetime: Lifetimes::IKE_DEFAULT,
+        child_lifetime: Lifetimes::CHILD_DEFAULT,
+        dpd_delay: Duration::ZERO,
+        fragmentation: true,
+        replay_window: 1024,
+    })
+}
+
+fn client_addr(i: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i)), 4500)
+}
+
+/// `clients` setups, at most `window` under way at once.
+pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
+    let p = default_provider();
+    let now = Instant::now();
+    let unix = 1_900_000_000;
+    let resp_cfg = IkeConfig {
+        connections: vec![conn("rw".into(), "vpn.example.com", "*@load.example", true)?],
+        pools: vec![("rw".into(), "10.128.0.0/10".into())],
+        retransmit: Retransmit { timeout: Duration::from_secs(60), base: 1.5, tries: 1 },
+        max_ike_sas: clients as usize + 16,
+        cookie_threshold: (window as usize).max(1000) * 2,
+        ..IkeConfig::default()
+    };
+    let init_cfg = IkeConfig {
+        connections: (0..clients)
+            .map(|i| conn(format!("c{i}"), &format!("user{i}@load.example"), "vpn.example.com", false))
+            .collect::<Result<_, _>>()?,
+        retransmit: Retransmit { timeout: Duration::from_secs(60), base: 1.5, tries: 1 },
+        max_ike_sas: clients as usize + 16,
+        ..IkeConfig::default()
+    };
+    let mut resp = Endpoint::new(Arc::new(resp_cfg), p, now, unix).map_err(|e| e.to_string())?;
+    let mut init = Endpoint::new(Arc::new(init_cfg), p, now, unix).map_err(|e| e.to_string())?;
+    let gw: SocketAddr = GATEWAY.parse().map_err(|_| "address")?;
+    let opts = || InitiatorOptions {
+        request_vip: true,
+        local_ts: vec![],
+        remote_ts: vec![ts::from_cidr("10.1.0.0/16".parse().expect("prefix"))],
+        initial_contact: false,
+    };
+    let mut s = Setups { completed: 0, responder_cycles: 0, initiator_cycles: 0, wall: Duration::ZERO };
+    let mut to_resp: VecDeque<(SocketAddr, Vec<u8>)> = VecDeque::new();
+    let mut to_init: VecDeque<(SocketAddr, Vec<u8>)> = VecDeque::new();
+    let (mut started, mut stalled) = (0u32, 0);
+    let t0 = Instant::now();
+    while s.completed < u64::from(clients) {
+        // Keep `window` setups under way.
+        let c0 = cycles();
+        while started < clients && started as u64 - s.completed < u64::from(window) {
+            init.initiate(now, started as usize, client_addr(started), gw, opts()).ok_or("initiate refused")?;
+            started += 1;
+        }
+        while let Some((to, d)) = to_init.pop_front() {
+            init.handle_datagram(now, to, gw, &d);
+        }
+        while let Some(o) = init.poll_output() {
+            if let Output::Send(d) = o {
+                to_resp.push_back((d.local, d.data));
+            }
+        }
+        let c1 = cycles();
+        let before = s.completed;
+        while let Some((from, d)) = to_resp.pop_front() {
+            resp.handle_datagram(now, gw, from, &d);
+        }
+        while let Some(o) = resp.poll_output() {
+            match o {
+                Output::Send(d) => to_init.push_back((d.remote, d.data)),
+                Output::Install(_) => s.completed += 1,
+                _ => {}
+            }
+        }
+        let c2 = cycles();
+        s.initiator_cycles += c1.wrapping_sub(c0);
+        s.responder_cycles += c2.wrapping_sub(c1);
+        stalled = if s.completed == before && to_init.is_empty() { stalled + 1 } else { 0 };
+        if stalled > 3 {
+            return Err(format!(
+                "stalled after {} of {clients} setups ({} IKE SAs, {} half-open at the responder)",
+                s.completed,
+                resp.ike_sa_count(),
+                resp.half_open_count()
+            ));
+        }
+    }
+    s.wall = t0.elapsed();
+    Ok(s)
+}
