@@ -6,11 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use esprit_engine::config::{self, Direction};
-use esprit_engine::link::Link;
+use esprit_engine::config;
+use esprit_engine::link::{ring_dir, Link};
 use esprit_engine::shared::{Control, Limits};
 use esprit_esp::Transform;
-use esprit_ring::message::{AddSa, KeyBytes, Message, SaDirection};
+use esprit_ring::message::{AddSa, Message};
 use esprit_ring::region::{Channel, RegionOptions, Side};
 
 use crate::gen;
@@ -31,26 +31,8 @@ impl Installed {
 }
 
 fn add_sa(t: Transform, i: u32) -> [Message; 2] {
-    gen::gateway_sas(t, i, false).map(|(dir, p)| {
-        Message::AddSa(Box::new(AddSa {
-            cookie: u64::from(i),
-            direction: if dir == Direction::In { SaDirection::In } else { SaDirection::Out },
-            spi: p.spi,
-            transform: t,
-            enc_key: KeyBytes::new(p.keys.enc()),
-            int_key: KeyBytes::new(p.keys.int()),
-            local: p.local,
-            remote: p.remote,
-            encap: p.encap,
-            esn: p.esn,
-            replay_window: p.replay_window,
-            local_ts: p.local_ts.clone(),
-            remote_ts: p.remote_ts.clone(),
-            df: p.df,
-            lifetime: p.lifetime,
-            initial_seq: 0,
-        }))
-    })
+    gen::gateway_sas(t, i, false)
+        .map(|(dir, p)| Message::AddSa(Box::new(AddSa::from_params(u64::from(i), ring_dir(dir), &p, 0))))
 }
 
 /// Installs `clients` SA pairs of transform `t` through a fresh ring region.

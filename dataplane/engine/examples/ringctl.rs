@@ -12,8 +12,9 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use esprit_engine::config::{self, Direction};
-use esprit_ring::message::{AddSa, DeleteSa, KeyBytes, Message, Policy, SaDirection, Transmit};
+use esprit_engine::config;
+use esprit_engine::link::ring_dir;
+use esprit_ring::message::{AddSa, DeleteSa, Message, Policy, SaDirection, Transmit};
 use esprit_ring::region::{Channel, RegionOptions, Side};
 
 const USAGE: &str = "usage: ringctl push NAME CONFIG [--flush] | listen NAME SECONDS | \
@@ -42,25 +43,7 @@ fn push(ch: &mut Channel, file: &str, flush: bool) -> Result<(), String> {
         send(ch, Message::Flush)?;
     }
     for s in &cfg.sas {
-        let p = &s.params;
-        let m = AddSa {
-            cookie: p.spi as u64,
-            direction: if s.direction == Direction::In { SaDirection::In } else { SaDirection::Out },
-            spi: p.spi,
-            transform: p.transform,
-            enc_key: KeyBytes::new(p.keys.enc()),
-            int_key: KeyBytes::new(p.keys.int()),
-            local: p.local,
-            remote: p.remote,
-            encap: p.encap,
-            esn: p.esn,
-            replay_window: p.replay_window,
-            local_ts: p.local_ts.clone(),
-            remote_ts: p.remote_ts.clone(),
-            df: p.df,
-            lifetime: p.lifetime,
-            initial_seq: 0,
-        };
+        let m = AddSa::from_params(s.params.spi as u64, ring_dir(s.direction), &s.params, 0);
         send(ch, Message::AddSa(Box::new(m)))?;
     }
     for p in &cfg.policies {

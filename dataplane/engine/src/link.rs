@@ -77,7 +77,8 @@ fn dir(d: SaDirection) -> Direction {
     }
 }
 
-fn ring_dir(d: Direction) -> SaDirection {
+/// The ring's name for an SA direction.
+pub fn ring_dir(d: Direction) -> SaDirection {
     match d {
         Direction::In => SaDirection::In,
         Direction::Out => SaDirection::Out,

@@ -118,6 +118,31 @@ pub struct AddSa {
     pub initial_seq: u64,
 }
 
+impl AddSa {
+    /// The message installing the SA `p` describes (a manually keyed `[[sa]]`, a generated
+    /// one), with `cookie` echoed in events about it.
+    pub fn from_params(cookie: u64, direction: SaDirection, p: &esprit_esp::sa::SaParams, initial_seq: u64) -> AddSa {
+        AddSa {
+            cookie,
+            direction,
+            spi: p.spi,
+            transform: p.transform,
+            enc_key: KeyBytes::new(p.keys.enc()),
+            int_key: KeyBytes::new(p.keys.int()),
+            local: p.local,
+            remote: p.remote,
+            encap: p.encap,
+            esn: p.esn,
+            replay_window: p.replay_window,
+            local_ts: p.local_ts.clone(),
+            remote_ts: p.remote_ts.clone(),
+            df: p.df,
+            lifetime: p.lifetime,
+            initial_seq,
+        }
+    }
+}
+
 /// Remove one SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteSa {
