@@ -119,6 +119,8 @@ struct RawIke {
     cookie_threshold: Option<S<i64>>,
     max_ike_sas: Option<S<i64>>,
     half_open_timeout: Option<S<f64>>,
+    auth_failure_limit: Option<S<i64>>,
+    auth_failure_window: Option<S<f64>>,
     keepalive_interval: Option<S<i64>>,
     retransmit: Option<S<RawRetransmit>>,
 }
@@ -337,6 +339,16 @@ fn settings(c: &mut Ctx<'_>, r: &RawIke, ike: &mut IkeConfig, d: &mut Daemon) {
     if let Some(v) = &r.half_open_timeout {
         if let Some(x) = c.seconds("half_open_timeout", v, 1.0, 3600.0) {
             ike.half_open_timeout = x;
+        }
+    }
+    if let Some(v) = &r.auth_failure_limit {
+        if let Some(x) = c.int("auth_failure_limit", v, 0, 1_000_000) {
+            ike.auth_failure_limit = x as u32;
+        }
+    }
+    if let Some(v) = &r.auth_failure_window {
+        if let Some(x) = c.seconds("auth_failure_window", v, 1.0, 86_400.0) {
+            ike.auth_failure_window = x;
         }
     }
     if let Some(v) = &r.keepalive_interval {

@@ -50,6 +50,50 @@ pub struct Core {
     /// `espritctl trace` under way.
     trace: Option<Trace>,
     next_trace_id: u32,
+    log_budget: LogBudget,
+}
+
+/// Failed authentications and refused requests are logged at most this many times a second
+/// (an address that fails too often is blocked by the endpoint; many addresses could still
+/// flood the log). What was left out is counted in the next line logged.
+const FAILURE_LINES_PER_SECOND: u32 = 20;
+
+/// The per-second budget of failure log lines.
+#[derive(Debug)]
+struct LogBudget {
+    second: Instant,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn new(now: Instant) -> LogBudget {
+        LogBudget { second: now, used: 0, suppressed: 0 }
+    }
+
+    /// Whether to log `e` now.
+    fn allow(&mut self, e: &Event, now: Instant) -> bool {
+        if !matches!(e, Event::AuthFailed { .. } | Event::Refused { .. }) {
+            return true;
+        }
+        if now.saturating_duration_since(self.second) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = self.suppressed,
+                    "failed authentications and refused requests not logged (more than {FAILURE_LINES_PER_SECOND} a second); \
+                     esprit_ike_handshake_failures_total counts them all"
+                );
+            }
+            *self = LogBudget::new(now);
+        }
+        if self.used < FAILURE_LINES_PER_SECOND {
+            self.used += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
 }
 
 /// Where traces go unless espritctl names a directory.
@@ -107,6 +151,7 @@ impl Core {
             started: now,
             trace: None,
             next_trace_id: 1,
+            log_budget: LogBudget::new(now),
         };
         // We start with no IKE SA: whatever a previous esprit-ike left in the data plane has
         // no keys to rekey it or peers to answer; clear it.
@@ -238,7 +283,9 @@ impl Core {
     fn flush_outputs(&mut self) {
         while let Some(o) = self.ep.poll_output() {
             if let Output::Event(e) = &o {
-                log_event(e);
+                if self.log_budget.allow(e, Instant::now()) {
+                    log_event(e);
+                }
                 self.metrics.event(e);
             }
             if let Some(t) = self.trace.as_mut() {
@@ -404,6 +451,7 @@ impl Core {
             ("rx", "retransmitted", e.rx_retransmits),
             ("tx", "sent", e.tx_datagrams),
             ("tx", "retransmitted", e.tx_retransmits),
+            ("rx", "blocked", e.rx_blocked),
             ("tx", "cookie", e.cookies_sent),
         ];
         st.dataplane_alive = self.rx.region().peer().alive;
@@ -634,6 +682,12 @@ fn log_event(e: &Event) {
             tracing::info!(ike_spi = format_args!("{ike_spi:016x}"), cookie, reason = ?reason, "CHILD SA deleted")
         }
         Event::AuthFailed { peer, reason } => tracing::warn!(%peer, %reason, "authentication failed"),
+        Event::AddressBlocked { addr, failures, secs } => tracing::warn!(
+            %addr,
+            failures,
+            seconds = secs,
+            "too many failed authentications: IKE_SA_INIT requests from this address ignored"
+        ),
         Event::Refused { peer, exchange, notify, reason } => {
             tracing::info!(%peer, exchange = ?exchange, notify, %reason, "request refused")
         }

@@ -145,7 +145,7 @@ impl Metrics {
                     self.rekeys.with_label_values(&["child"]).inc();
                 }
             }
-            Event::ChildClosed { .. } => {}
+            Event::ChildClosed { .. } | Event::AddressBlocked { .. } => {}
             Event::AuthFailed { .. } => self.failures.with_label_values(&["authentication"]).inc(),
             Event::Refused { notify, .. } => {
                 let reason = match *notify {

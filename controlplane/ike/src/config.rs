@@ -143,6 +143,11 @@ pub struct IkeConfig {
     pub max_ike_sas: usize,
     /// Half-open IKE SAs are forgotten after this long.
     pub half_open_timeout: Duration,
+    /// Failed authentications from one address within `auth_failure_window` after which
+    /// that address's IKE_SA_INIT requests are ignored for the rest of the window (0: never).
+    /// Several clients may share an address behind a NAT: keep it well above one.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
     /// The largest IKE datagram we send before fragmenting (RFC 7383), IP and UDP headers
     /// included (strongSwan's `fragment_size`: 1280).
     pub fragment_size: usize,
@@ -157,6 +162,8 @@ impl Default for IkeConfig {
             cookie_threshold: 1000,
             max_ike_sas: 100_000,
             half_open_timeout: Duration::from_secs(30),
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
             fragment_size: 1280,
         }
     }

@@ -4,7 +4,7 @@
 //! [`Endpoint::poll_output`]; [`Endpoint::poll_timeout`] says when to call again. The time
 //! is passed in; randomness and crypto come from the provider.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -48,6 +48,10 @@ pub struct ChildInfo {
     pub remote_ts: Vec<crate::ts::TrafficSelector>,
 }
 
+/// The most peer addresses whose failed authentications are counted at once (beyond, and
+/// with none of them expired, a new address is not tracked: memory stays bounded).
+const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
 /// The IKEv2 endpoint: every IKE SA of this gateway.
 pub struct Endpoint {
     cfg: Arc<IkeConfig>,
@@ -68,6 +72,8 @@ pub struct Endpoint {
     children: HashMap<u64, u64>,
     pools: Vec<Pool>,
     cookies: CookieJar,
+    /// Failed authentications per peer address: (count, start of the window).
+    auth_failures: HashMap<IpAddr, (u32, Instant)>,
     out: VecDeque<Output>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     next_cookie: u64,
@@ -122,6 +128,7 @@ impl Endpoint {
             successor: HashMap::new(),
             children: HashMap::new(),
             pools,
+            auth_failures: HashMap::new(),
             out: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_cookie: 0,
@@ -245,10 +252,47 @@ impl Endpoint {
             self.stats.rx_unknown_spi += 1;
             return;
         }
+        let failed = self.stats.auth_failed;
         let effects = self
             .with_sa(ours, now, |sa, ctx| exchange::on_message(sa, ctx, local, remote, data, &d))
             .unwrap_or_default();
+        if self.stats.auth_failed != failed {
+            self.auth_failed(now, remote.ip());
+        }
         self.apply(now, ours, effects);
+    }
+
+    /// Counts a failed authentication of a peer at `addr`; at the limit, the address is
+    /// blocked for the rest of the window (and the operator told once).
+    fn auth_failed(&mut self, now: Instant, addr: IpAddr) {
+        let (limit, window) = (self.cfg.auth_failure_limit, self.cfg.auth_failure_window);
+        if limit == 0 {
+            return;
+        }
+        if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES && !self.auth_failures.contains_key(&addr) {
+            self.auth_failures.retain(|_, (_, since)| now.saturating_duration_since(*since) < window);
+            if self.auth_failures.len() >= MAX_TRACKED_ADDRESSES {
+                return;
+            }
+        }
+        let e = self.auth_failures.entry(addr).or_insert((0, now));
+        if now.saturating_duration_since(e.1) >= window {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        if e.0 == limit {
+            let secs = window.saturating_sub(now.saturating_duration_since(e.1)).as_secs().max(1);
+            self.out.push_back(Output::Event(crate::sa::Event::AddressBlocked { addr, failures: limit, secs }));
+        }
+    }
+
+    /// The address failed authentication too often within the window.
+    fn blocked(&self, now: Instant, addr: IpAddr) -> bool {
+        let limit = self.cfg.auth_failure_limit;
+        limit > 0
+            && self.auth_failures.get(&addr).is_some_and(|(n, since)| {
+                *n >= limit && now.saturating_duration_since(*since) < self.cfg.auth_failure_window
+            })
     }
 
     fn new_responder_sa(
@@ -266,6 +310,10 @@ impl Endpoint {
             if same {
                 self.with_sa(spi, now, |sa, ctx| sa.resend_reply(ctx));
             }
+            return;
+        }
+        if self.blocked(now, remote.ip()) {
+            self.stats.rx_blocked += 1;
             return;
         }
         let candidates: Vec<usize> = self

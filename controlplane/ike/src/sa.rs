@@ -188,6 +188,13 @@ pub enum Event {
         peer: SocketAddr,
         reason: String,
     },
+    /// `failures` failed authentications from `addr` within the window: its IKE_SA_INIT
+    /// requests are ignored for `secs` seconds.
+    AddressBlocked {
+        addr: core::net::IpAddr,
+        failures: u32,
+        secs: u64,
+    },
     Refused {
         peer: SocketAddr,
         exchange: ExchangeType,
@@ -234,6 +241,8 @@ pub struct Stats {
     pub tx_datagrams: u64,
     pub tx_retransmits: u64,
     pub cookies_sent: u64,
+    /// IKE_SA_INIT requests ignored: their address failed authentication too often.
+    pub rx_blocked: u64,
     pub ike_established: u64,
     pub ike_failed: u64,
     pub auth_failed: u64,

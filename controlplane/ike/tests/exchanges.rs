@@ -85,6 +85,41 @@ fn wrong_psk_installs_nothing() {
     assert_eq!(p.resp.pool_usage()[0].1, 0, "no address leased");
 }
 
+/// An address whose authentications keep failing is blocked for the rest of the window:
+/// its IKE_SA_INIT requests are ignored (counted, not answered), the operator is told once,
+/// and once the window has passed it may try again.
+#[test]
+fn repeated_authentication_failures_block_the_address() {
+    let mut ic = initiator_conn();
+    ic.local_auth = esprit_ikev2::config::LocalAuth::Psk(psk("wrong"));
+    let mut rc = config(responder_conn(), &[("rw", "10.9.0.0/24")]);
+    rc.auth_failure_limit = 3;
+    rc.auth_failure_window = Duration::from_secs(60);
+    let mut p = Pair::new(config(ic, &[]), rc);
+    for _ in 0..3 {
+        p.start(vip_options());
+        p.settle();
+    }
+    assert_eq!(p.resp.stats.auth_failed, 3);
+    let blocked: Vec<_> = p.resp_events.iter().filter(|e| matches!(e, Event::AddressBlocked { .. })).collect();
+    assert!(
+        matches!(blocked[..], [Event::AddressBlocked { failures: 3, secs, .. }] if *secs > 0 && *secs <= 60),
+        "{blocked:?}"
+    );
+    let answered = p.delivered.iter().filter(|m| !m.to_responder).count();
+    p.start(vip_options());
+    p.run_for(Duration::from_secs(2));
+    assert!(p.resp.stats.rx_blocked >= 1, "{:?}", p.resp.stats);
+    assert_eq!(p.delivered.iter().filter(|m| !m.to_responder).count(), answered, "a blocked address gets no answer");
+    assert_eq!(p.resp.stats.auth_failed, 3);
+    // The window passes: the address may try again (and fails, counted again).
+    p.run_for(Duration::from_secs(70));
+    p.start(vip_options());
+    p.settle();
+    assert_eq!(p.resp.stats.auth_failed, 4);
+    assert_eq!(p.resp.ike_sa_count(), 0);
+}
+
 /// The IKE_AUTH response is lost: the initiator retransmits, the responder answers from its
 /// cache (not a second pair, not a second address).
 #[test]
