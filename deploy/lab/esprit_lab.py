@@ -522,6 +522,73 @@ def send_main(host, port, n, m):
                           server_sent_sha256=back_sha, seconds=time.monotonic() - t0)))
 
 
+def _csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+def ike_sa_init_request(spi_i, ke, nonce):
+    """An IKE_SA_INIT request as a road warrior sends it (RFC 7296 §1.2): SA with one proposal
+    (AES-128-GCM-16, PRF-HMAC-SHA256, x25519), KE (group 31), Ni. Built here from the RFC's
+    layouts, independently of the code under test."""
+    def transform(last, ttype, tid, attrs=b""):
+        return struct.pack("!BBHBBH", 0 if last else 3, 0, 8 + len(attrs), ttype, 0, tid) + attrs
+    ts = (transform(False, 1, 20, struct.pack("!HH", 0x800E, 128))   # ENCR_AES_GCM_16, key length 128
+          + transform(False, 2, 5)                                   # PRF_HMAC_SHA2_256
+          + transform(True, 4, 31))                                  # DH Curve25519
+    proposal = struct.pack("!BBHBBBB", 0, 0, 8 + len(ts), 1, 1, 0, 3) + ts
+    sa = struct.pack("!BBH", 34, 0, 4 + len(proposal)) + proposal            # next: KE
+    kep = struct.pack("!BBHHH", 40, 0, 8 + len(ke), 31, 0) + ke              # next: Nonce
+    nip = struct.pack("!BBH", 0, 0, 4 + len(nonce)) + nonce
+    body = sa + kep + nip
+    return struct.pack("!QQBBBBII", spi_i, 0, 33, 0x20, 34, 0x08, 0, 28 + len(body)) + body
+
+
+def flood_main(dst, rate, seconds, sources):
+    """Sends IKE_SA_INIT requests to `dst`:500 from spoofed addresses of the network `sources`
+    (raw IPv4 socket, so the kernel routes and resolves the next hop) at `rate` packets a
+    second for `seconds`; 20 000 distinct requests (source, SPI, KE, nonce) are built first
+    and cycled. Prints one JSON line: sent, seconds."""
+    rate, seconds = float(rate), float(seconds)
+    net = ipaddress.ip_network(sources)
+    dst_b = ipaddress.ip_address(dst).packed
+    frames = []
+    for i in range(20000):
+        src = net.network_address + 1 + (secrets.randbelow(net.num_addresses - 2))
+        ike = ike_sa_init_request(secrets.randbits(64) | 1, os.urandom(32), os.urandom(32))
+        sport = 500 if i % 2 else 1024 + secrets.randbelow(60000)
+        udp_len = 8 + len(ike)
+        pseudo = src.packed + dst_b + struct.pack("!BBH", 0, 17, udp_len)
+        udp = struct.pack("!HHHH", sport, 500, udp_len, 0) + ike
+        c = _csum(pseudo + udp) or 0xffff
+        udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, i & 0xffff, 0, 64, 17, 0, src.packed, dst_b)
+        ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+        frames.append(ip + udp)
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    sent, errors, n = 0, 0, len(frames)
+    t0 = time.monotonic()
+    while True:
+        el = time.monotonic() - t0
+        if el >= seconds:
+            break
+        due = int(el * rate) - sent
+        for _ in range(min(due, 2000)):
+            try:
+                s.sendto(frames[sent % n], (dst, 0))
+            except OSError:
+                errors += 1
+            sent += 1
+        if due <= 0:
+            time.sleep(0.0005)
+    print(json.dumps(dict(sent=sent, errors=errors, seconds=time.monotonic() - t0)), flush=True)
+
+
 @dataclasses.dataclass
 class Transfer:
     sent: int
@@ -1560,5 +1627,8 @@ if __name__ == "__main__":
         send_main(*sys.argv[2:6])
     elif cmd == "cleanup":
         Lab.remove(sys.argv[2])
+    elif cmd == "flood":
+        flood_main(*sys.argv[2:6])
     else:
-        sys.exit(f"usage: {sys.argv[0]} sink PORT | send HOST PORT NBYTES BACKBYTES | cleanup PREFIX")
+        sys.exit(f"usage: {sys.argv[0]} sink PORT | send HOST PORT NBYTES BACKBYTES | flood DST RATE SECONDS "
+                 "SOURCES | cleanup PREFIX")

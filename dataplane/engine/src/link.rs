@@ -5,8 +5,12 @@
 //! a restarted data plane is refilled by the control plane. While no control plane is
 //! attached the data plane keeps forwarding the SAs it has; what it would send waits in the
 //! ring (up to its capacity, then it is dropped and counted).
+//!
+//! What the control plane must not miss (SA events, errors, acks) waits in a backlog while
+//! the ring is full and goes first when there is room again; punted IKE yields to it (IKE
+//! retransmits), so a flood of IKE_SA_INIT requests cannot crowd out a lifetime event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,9 +54,16 @@ pub struct LinkStats {
     pub punts_sent: u64,
     pub punts_dropped: u64,
     pub events_sent: u64,
+    /// Events, errors and acks dropped: the backlog was full too.
     pub events_dropped: u64,
+    /// Events, errors and acks that had to wait for room in the ring.
+    pub events_delayed: u64,
     pub bad_messages: u64,
 }
+
+/// The most messages waiting for room in the ring (a control plane that is gone for good
+/// does not make the data plane grow without bound).
+const MAX_BACKLOG: usize = 65_536;
 
 /// The data plane's side of the rings.
 pub struct Link {
@@ -61,6 +72,8 @@ pub struct Link {
     /// Cookies of installed SAs, echoed in events.
     cookies: HashMap<(Direction, u32), u64>,
     ifnames: Vec<IfName>,
+    /// Messages the control plane must get, waiting for room in the ring, oldest first.
+    backlog: VecDeque<Message>,
     pub stats: LinkStats,
 }
 
@@ -98,11 +111,12 @@ impl Link {
         let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         tx.send_timeout(&Message::Hello(Hello { generation, start_unix_ns }), Duration::from_secs(1))
             .map_err(|e| format!("cannot say hello to the control plane: {e}"))?;
-        Ok(Link { tx, rx, cookies: HashMap::new(), ifnames, stats: LinkStats::default() })
+        Ok(Link { tx, rx, cookies: HashMap::new(), ifnames, backlog: VecDeque::new(), stats: LinkStats::default() })
     }
 
     /// Applies up to `max` control messages; `transmit` gets the datagrams to send.
     pub fn poll(&mut self, control: &mut Control, max: usize, mut transmit: impl FnMut(Outgoing)) -> usize {
+        self.flush_backlog();
         let mut n = 0;
         while n < max {
             let m = match self.rx.try_recv() {
@@ -124,14 +138,14 @@ impl Link {
             if let Err((about, code, reason)) = self.apply(control, m) {
                 self.stats.rejected += 1;
                 let e = Message::Error(ApplyError { about, code, reason: reason.chars().take(1000).collect() });
-                let _ = self.tx.try_send(&e);
+                self.send_reliably(e);
             } else {
                 self.stats.applied += 1;
                 if kind == MessageKind::SyncDone {
-                    let _ = self.tx.try_send(&Message::Ack(Subject { kind, spi: 0, cookie: 0 }));
+                    self.send_reliably(Message::Ack(Subject { kind, spi: 0, cookie: 0 }));
                 }
                 if let Some(id) = trace_id {
-                    let _ = self.tx.try_send(&Message::Ack(Subject { kind, spi: id, cookie: 0 }));
+                    self.send_reliably(Message::Ack(Subject { kind, spi: id, cookie: 0 }));
                 }
             }
         }
@@ -285,6 +299,11 @@ impl Link {
             self.stats.punts_dropped += 1;
             return;
         };
+        if !self.flush_backlog() {
+            // Events first; the peer retransmits its IKE datagram.
+            self.stats.punts_dropped += 1;
+            return;
+        }
         let m = Message::Punt(Punt { src: p.src, dst: p.dst, interface, had_marker: p.had_marker, payload: p.payload });
         match self.tx.try_send(&m) {
             Ok(()) => self.stats.punts_sent += 1,
@@ -306,10 +325,54 @@ impl Link {
             Event::PmtuLearned { .. } => return,
         };
         let cookie = self.cookies.get(&(d, spi)).copied().unwrap_or(0);
-        let m = Message::SaEvent(SaEvent { cookie, spi, direction: ring_dir(d), kind });
-        match self.tx.try_send(&m) {
-            Ok(()) => self.stats.events_sent += 1,
-            Err(_) => self.stats.events_dropped += 1,
+        self.send_reliably(Message::SaEvent(SaEvent { cookie, spi, direction: ring_dir(d), kind }));
+    }
+
+    /// Sends `m` now if the ring has room and nothing waits before it, else keeps it (in
+    /// order) for [`flush_backlog`](Self::flush_backlog).
+    fn send_reliably(&mut self, m: Message) {
+        if self.flush_backlog() {
+            match self.tx.try_send(&m) {
+                Ok(()) => {
+                    self.stats.events_sent += u64::from(matches!(m, Message::SaEvent(_)));
+                    return;
+                }
+                Err(esprit_ring::SendError::Full | esprit_ring::SendError::Timeout(_)) => {}
+                Err(_) => {
+                    // Cannot be encoded: waiting would not help.
+                    self.stats.events_dropped += 1;
+                    return;
+                }
+            }
         }
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.stats.events_delayed += 1;
+        self.backlog.push_back(m);
+    }
+
+    /// Sends what waits, oldest first, while the ring has room; true if nothing waits now.
+    pub fn flush_backlog(&mut self) -> bool {
+        while let Some(m) = self.backlog.front() {
+            match self.tx.try_send(m) {
+                Ok(()) => {
+                    self.stats.events_sent += u64::from(matches!(m, Message::SaEvent(_)));
+                    self.backlog.pop_front();
+                }
+                Err(esprit_ring::SendError::Full | esprit_ring::SendError::Timeout(_)) => return false,
+                Err(_) => {
+                    self.stats.events_dropped += 1;
+                    self.backlog.pop_front();
+                }
+            }
+        }
+        true
+    }
+
+    /// Messages waiting for room in the ring.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
     }
 }

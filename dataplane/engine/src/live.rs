@@ -508,8 +508,9 @@ where
                 });
                 worker.pool().free(pk.buf);
             }
+            let n = v.len() as u64;
             if to_ctl.try_send(ToControl::Punts(v)).is_err() {
-                worker.drops.inc(DropReason::IkeNoListener);
+                worker.drops.add(DropReason::IkeNoListener, n);
             }
         }
         if now >= next_report {

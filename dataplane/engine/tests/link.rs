@@ -202,3 +202,59 @@ fn interface_addresses_over_the_ring() {
     assert!(!sh.is_local(ip("10.2.0.1"), &g));
     assert_eq!(sh.route(ip("10.2.9.9"), &g), None, "no default route in this configuration");
 }
+
+/// A full ring (a flood of IKE, a control plane that is slow or restarting) loses no SA
+/// event: events wait, in order, and go before any further punt; punts are dropped meanwhile
+/// (the peer retransmits).
+#[test]
+fn events_wait_for_room_in_a_full_ring_and_punts_yield_to_them() {
+    let mut r = rig("full");
+    let ep = |a: &str, port| Endpoint { addr: ip(a), port };
+    let punt = || PuntedIke {
+        src: ep("203.0.113.7", 500),
+        dst: ep("198.51.100.1", 500),
+        ifidx: 0,
+        had_marker: false,
+        payload: vec![0x55; 1200],
+    };
+    // Nobody reads: punts fill the ring.
+    let mut filled = 0;
+    while r.link.stats.punts_dropped == 0 {
+        r.link.punt(punt());
+        filled += 1;
+        assert!(filled < 1_000_000, "the ring never filled");
+    }
+    for spi in 1..=100 {
+        r.link.event(&Event::SoftLifetime { spi, direction: Direction::In });
+    }
+    // The small ones still fit in what the large punts left; the rest wait.
+    let waiting = r.link.backlog();
+    assert!(waiting > 0 && waiting < 100, "{waiting}");
+    assert_eq!((r.link.stats.events_delayed, r.link.stats.events_dropped), (waiting as u64, 0));
+    // More punts while events wait: dropped, not sent ahead of them.
+    let dropped = r.link.stats.punts_dropped;
+    r.link.punt(punt());
+    assert_eq!(r.link.stats.punts_dropped, dropped + 1);
+    // The control plane reads; the data plane's next turn flushes the backlog, in order.
+    let mut got = Vec::new();
+    let mut punts = 0;
+    for _ in 0..1000 {
+        for m in r.recv() {
+            match m {
+                Message::SaEvent(e) => got.push(e.spi),
+                Message::Punt(_) => punts += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        r.apply();
+        if r.link.backlog() == 0 && got.len() == 100 {
+            break;
+        }
+    }
+    assert_eq!(got, (1..=100).collect::<Vec<u32>>());
+    assert_eq!(punts, r.link.stats.punts_sent);
+    assert_eq!(r.link.stats.events_sent, 100);
+    // And punts flow again.
+    r.link.punt(punt());
+    assert!(matches!(r.recv().as_slice(), [Message::Punt(_)]));
+}
