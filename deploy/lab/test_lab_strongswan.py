@@ -559,6 +559,74 @@ def test_dataplane_killed_and_restarted_is_refilled(lab, gateway, kind):
     print(f"traffic resumed {took:.1f} s after the data plane restart")
 
 
+# IKE under attack ---------------------------------------------------------------------------
+
+FLOOD_RATE = 20000     # IKE_SA_INIT requests a second
+FLOOD_SECONDS = 30
+FLOOD_SOURCES = "100.64.0.0/10"  # spoofed: nothing answers there
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+
+
+def test_ike_sa_init_flood_from_spoofed_sources(lab, gateway, kind):
+    """20 000 IKE_SA_INIT requests a second from spoofed addresses (RFC 7296 §2.6's attack),
+    sent from the internet namespace for 30 s: the gateway must answer with cookies once its
+    half-open SAs reach the threshold, keep its memory bounded, and a real strongSwan client
+    behind the NAT must still connect (and pass traffic) while it lasts — five times in a row,
+    each timed. strongSwan's own gateway, the reference, faces the same flood."""
+    if kind.endswith("dpdk"):
+        pytest.skip("the IKE path does not depend on the driver: AF_PACKET covers it")
+    gw = gateway()
+    c = L.Client(lab, "client1").start()
+    esprit = family(kind) == "esprit"
+    rss0 = rss_mib(gw.ike.pid) if esprit else None
+    flood = lab.spawn("internet", [L.PYTHON, L.THIS, "flood", L.GW_OUT, FLOOD_RATE, FLOOD_SECONDS, FLOOD_SOURCES],
+                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    t_flood = time.monotonic()
+    time.sleep(4)  # building the requests, then enough of them to pass any cookie threshold
+    times, failures, half_open, rss = [], [], [], []
+    for _ in range(5):
+        t = time.monotonic()
+        try:
+            c.initiate(timeout=20)
+            times.append(time.monotonic() - t)
+            assert c.ping(L.SERVER, 2, 0.2) >= 1, lab.report("connected under the flood, but no traffic")
+        except L.LabError as e:
+            failures.append(str(e)[:300])
+        if esprit:
+            half_open.append(L.metric(gw.metrics(), "esprit_ike_sas", state="half-open"))
+            rss.append(rss_mib(gw.ike.pid))
+        c.terminate()
+        time.sleep(0.5)
+    during = time.monotonic() - t_flood
+    out, _ = flood.communicate(timeout=FLOOD_SECONDS + 120)
+    report = json.loads(out.strip().splitlines()[-1])
+    rate = report["sent"] / report["seconds"]
+    assert during < report["seconds"], f"the connects ({during:.0f} s) outlasted the flood ({report['seconds']:.0f} s)"
+    assert rate > 0.9 * FLOOD_RATE, f"the flooder managed {rate:.0f} requests/s only: {report}"
+    line = (f"{kind}: IKE_SA_INIT flood at {rate:.0f}/s from spoofed sources for {report['seconds']:.0f} s: "
+            f"{len(times)}/5 connects, time to connect median {sorted(times)[len(times) // 2] if times else 0:.2f} s, "
+            f"max {max(times, default=0):.2f} s")
+    if esprit:
+        m = gw.metrics()
+        cookies = L.metric(m, "esprit_ike_datagrams_total", direction="tx", outcome="cookie")
+        received = sum(L.metric(m, "esprit_ike_datagrams_total", direction="rx", outcome=o)
+                       for o in ("accepted", "dropped"))
+        punts_lost = L.metric(m, "esprit_dataplane_drops_total", reason="ike_no_listener")
+        rss1 = rss_mib(gw.ike.pid)
+        line += (f"; esprit-ike received {received:.0f} datagrams ({punts_lost:.0f} lost on the way from the data "
+                 f"plane), sent {cookies:.0f} cookies, half-open SAs at most {max(half_open):.0f}, RSS before "
+                 f"{rss0:.1f} MiB, during {', '.join(f'{x:.1f}' for x in rss)}, after {rss1:.1f} MiB")
+        assert cookies > 0.5 * report["sent"], lab.report(f"cookies: {cookies} for {report['sent']} requests")
+        assert max(half_open) <= 1000 + 10, f"half-open SAs beyond the cookie threshold: {half_open}"
+        assert rss1 - rss0 < 64, f"esprit-ike grew from {rss0:.1f} to {rss1:.1f} MiB"
+    print(line)
+    assert not failures, lab.report(f"{len(failures)} of 5 connects failed under the flood: {failures}")
+
+
 # espritctl trace --------------------------------------------------------------------------
 
 def tshark(pcap, *args, config=None):

@@ -353,6 +353,9 @@ fn control_loop(
             control.sweep(now);
             if let Some(x) = sa_export.as_deref_mut() {
                 x.refresh(control.shared(), now);
+                if let Some(l) = link.as_deref() {
+                    x.link(l.stats.punts_dropped);
+                }
             }
             last_export = now;
             let r = Report {

@@ -104,6 +104,9 @@ pub struct SaStatsExport {
     free: Vec<u32>,
     next: u32,
     max: u32,
+    /// Punted IKE the link could not hand to esprit-ike (its ring full), as the drop reason
+    /// `ike_no_listener` of the control thread's block.
+    punt_drops: Option<(CounterId, u64)>,
 }
 
 impl std::fmt::Debug for SaStatsExport {
@@ -115,14 +118,26 @@ impl std::fmt::Debug for SaStatsExport {
 impl SaStatsExport {
     pub fn new(w: &mut StatsWriter, lcore: usize, max: usize) -> Option<SaStatsExport> {
         let ids = SA_COUNTERS.iter().map(|n| w.sa_counter(n)).collect::<Option<Vec<_>>>()?;
+        let punt_drops = w.counter(&format!("drop.{}", DropReason::IkeNoListener.name())).map(|c| (c, 0));
         Some(SaStatsExport {
             lcore: w.take_lcore(lcore)?,
+            punt_drops,
             ids,
             slots: HashMap::new(),
             free: Vec::new(),
             next: 0,
             max: max as u32,
         })
+    }
+
+    /// Publishes the link's count of punts it had to drop.
+    pub fn link(&mut self, punts_dropped: u64) {
+        if let Some((id, last)) = self.punt_drops.as_mut() {
+            if punts_dropped != *last {
+                self.lcore.add(*id, punts_dropped.wrapping_sub(*last));
+                *last = punts_dropped;
+            }
+        }
     }
 
     /// Writes every SA's counters into its slot (as of `now`, the workers' clock); frees the

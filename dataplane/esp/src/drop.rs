@@ -72,7 +72,8 @@ drop_reasons! {
     IkeTruncated = "ike_truncated",
     /// IKE whose length field disagrees with the datagram.
     IkeBadLength = "ike_bad_length",
-    /// IKE datagram received but no control plane is attached to take it.
+    /// IKE datagram received but no control plane is attached to take it, or the way to it
+    /// (the ring to esprit-ike) is full.
     IkeNoListener = "ike_no_listener",
     /// ESP shorter than header + IV + minimal trailer + ICV.
     EspTruncated = "esp_truncated",
