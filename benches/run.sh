@@ -6,6 +6,7 @@
 #     of the same packets),
 #   * the two-worker scaling rows,
 #   * SA installation through the shared-memory rings (esprit-pktgen install),
+#   * valid traffic with hostile ESP mixed in (esprit-pktgen junk),
 #   * the data plane between DPDK net_ring ports (the pipeline_dpdk bench),
 # and writes it all to target/bench-report.md.
 #
@@ -35,6 +36,10 @@ mkdir -p target
   echo "## SA installation through the rings"
   echo
   "$pg" install --sas 100000
+  echo
+  echo "## Valid traffic with junk ESP mixed in (one worker, inbound, 1000 clients, IMIX)"
+  echo
+  "$pg" junk --seconds "$secs" | tail -n +3
   echo
   echo "## One worker between DPDK net_ring ports (generator on the other core)"
   echo

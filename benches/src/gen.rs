@@ -126,17 +126,27 @@ pub fn outside_frames(t: Transform, n: u32, sizes: &[usize], count: usize) -> Ve
     (0..count)
         .map(|k| {
             let i = (k as u32) % n;
-            let c = &clients[(i as usize) % clients.len()];
-            let mut inner = inner_v4(sizes[k % sizes.len()], k as u8);
-            inner[12..16].copy_from_slice(&virtual_ip(i).octets());
-            inner[16..20].copy_from_slice(&SERVER.octets());
-            esprit_wire::ipv4::Packet::new_unchecked(&mut inner[..]).fill_checksum();
-            let mut b = [HeapBuf::from_slice(&inner)];
-            let mut r = [Ok(())];
-            c.encap_burst(&mut b, &mut r, 0);
-            ethernet(GW_WAN_MAC, ROUTER_MAC, b[0].data())
+            client_frame(&clients[(i as usize) % clients.len()], i, sizes[k % sizes.len()], k as u8)
         })
         .collect()
+}
+
+/// `count` outside frames of client `i` alone, numbered 1, 2, 3, … by its SA.
+pub fn client_frames(t: Transform, i: u32, sizes: &[usize], count: usize) -> Vec<Vec<u8>> {
+    let c = client_sa(t, i);
+    (0..count).map(|k| client_frame(&c, i, sizes[k % sizes.len()], k as u8)).collect()
+}
+
+/// Client `i`'s next packet to the server, sealed by `c`, as it arrives at the gateway.
+fn client_frame(c: &OutboundSa, i: u32, size: usize, seed: u8) -> Vec<u8> {
+    let mut inner = inner_v4(size, seed);
+    inner[12..16].copy_from_slice(&virtual_ip(i).octets());
+    inner[16..20].copy_from_slice(&SERVER.octets());
+    esprit_wire::ipv4::Packet::new_unchecked(&mut inner[..]).fill_checksum();
+    let mut b = [HeapBuf::from_slice(&inner)];
+    let mut r = [Ok(())];
+    c.encap_burst(&mut b, &mut r, 0);
+    ethernet(GW_WAN_MAC, ROUTER_MAC, b[0].data())
 }
 
 /// `count` inside frames from the server to clients `0..n`, sizes cycling over `sizes`.

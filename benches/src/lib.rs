@@ -5,6 +5,7 @@
 pub mod gen;
 pub mod ike;
 pub mod install;
+pub mod junk;
 pub mod measure;
 pub mod scenario;
 

@@ -7,7 +7,9 @@
 //!   in process on recycled pre-built frames, next to the raw crypto cost of the same packets;
 //! * `esprit-pktgen install`: SA installation through the shared-memory rings;
 //! * `esprit-pktgen ike`: IKE_SA + CHILD_SA setups per second of esprit-ike's responder,
-//!   driven by an in-tree initiator load generator.
+//!   driven by an in-tree initiator load generator;
+//! * `esprit-pktgen junk`: valid ESP with and without hostile ESP mixed in (unknown SPIs,
+//!   forgeries, replays): what the junk costs the valid traffic.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use esprit_benches::junk::{self, Junk};
 use esprit_benches::measure::{self, Figures, Traffic};
 use esprit_benches::{ike, install, scenario};
 use esprit_esp::crypto::{default_provider, providers, CryptoProvider};
@@ -79,6 +82,24 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         window: u32,
     },
+    /// One worker on valid inbound ESP alone, then with junk ESP mixed into every burst
+    /// (each kind in turn); prints a Markdown table of valid Mpps and the cost of the junk.
+    Junk {
+        #[arg(long, default_value = "aes128gcm16,aes128-sha1", value_delimiter = ',', value_parser = transform)]
+        transforms: Vec<Transform>,
+        /// Clients sending valid traffic.
+        #[arg(long, default_value_t = 1000)]
+        sas: u32,
+        /// Inner packet size in bytes, or imix.
+        #[arg(long, default_value = "imix")]
+        size: String,
+        /// Junk frames in each burst of 32 (16: as much junk as valid traffic).
+        #[arg(long, default_value = "16,28", value_delimiter = ',')]
+        junk: Vec<usize>,
+        /// Measured seconds per figure.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
 }
 
 fn transform(s: &str) -> Result<Transform, String> {
@@ -91,6 +112,7 @@ fn main() -> ExitCode {
         Cmd::Table { transforms, sas, sizes, workers, seconds } => table(&transforms, &sas, &sizes, &workers, seconds),
         Cmd::Install { transform, sas } => install(transform, sas),
         Cmd::Ike { clients, window } => ike_setups(clients, window),
+        Cmd::Junk { transforms, sas, size, junk, seconds } => junk_table(&transforms, sas, &size, &junk, seconds),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -270,5 +292,60 @@ fn ike_setups(clients: u32, window: u32) -> Result<(), String> {
         r.initiator_cycles as f64 / hz / r.completed as f64 * 1e6,
         r.wall.as_secs_f64()
     );
+    Ok(())
+}
+
+fn junk_table(ts: &[Transform], n: u32, size: &str, shares: &[usize], secs: f64) -> Result<(), String> {
+    if n == 0 || shares.iter().any(|&j| j == 0 || j >= measure::BURST) {
+        return Err(format!("--sas must be at least 1 and --junk between 1 and {}", measure::BURST - 1));
+    }
+    let hz = measure::tsc_hz(Duration::from_millis(200));
+    println!(
+        "{} × {}, TSC {:.2} GHz; one worker, inbound, {n} clients, {size}; bursts of {}; {secs} s per figure",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        hz / 1e9,
+        measure::BURST
+    );
+    println!();
+    println!("| transform | junk | junk per burst | valid Mpps | valid ns/pkt | ns per junk pkt | valid Mpps vs clean | junk counted as |");
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    for &t in ts {
+        let (_control, sh) = junk::gateway(t, n)?;
+        let sizes = scenario::sizes(size, t)?;
+        let valid = Traffic::new(t, n, &sizes, true);
+        let clean = junk::run(&sh, &valid, &[], 0, secs)?;
+        let per_valid = clean.cycles as f64 / clean.valid as f64;
+        let clean_mpps = clean.valid_mpps(hz);
+        println!("| {} | none | 0 | {:.2} | {:.0} | – | 1.00 | – |", t.name(), clean_mpps, per_valid * 1e9 / hz);
+        for kind in Junk::ALL {
+            let frames = junk::frames(kind, t, n, &valid, 4096);
+            if kind == Junk::Replayed {
+                junk::prime(&sh, &frames)?;
+            }
+            for &j in shares {
+                let m = junk::run(&sh, &valid, &frames, j, secs)?;
+                let counted = m.drops.iter().map(|(r, c)| format!("{} {c}", r.name())).collect::<Vec<_>>().join(", ");
+                if m.drops != [(kind.reason(), m.junk_total)] {
+                    return Err(format!(
+                        "{} {}: {} junk packets, drops counted: {counted}",
+                        t.name(),
+                        kind.name(),
+                        m.junk_total
+                    ));
+                }
+                let per_junk = (m.cycles as f64 - m.valid as f64 * per_valid) / m.junk as f64;
+                println!(
+                    "| {} | {} | {j} | {:.2} | {:.0} | {:.0} | {:.2} | {counted} |",
+                    t.name(),
+                    kind.name(),
+                    m.valid_mpps(hz),
+                    m.cycles as f64 / m.valid as f64 * 1e9 / hz,
+                    per_junk * 1e9 / hz,
+                    m.valid_mpps(hz) / clean_mpps,
+                );
+            }
+        }
+    }
     Ok(())
 }
