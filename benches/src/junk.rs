@@ -110,7 +110,7 @@ pub fn prime(sh: &Arc<Shared>, replayed: &[Vec<u8>]) -> Result<(), String> {
     for chunk in replayed.chunks(BURST) {
         let bufs: Vec<HeapBuf> =
             chunk.iter().map(|f| w.pool().alloc_frame(f).ok_or("the buffer pool ran dry")).collect::<Result<_, _>>()?;
-        w.rx(0, bufs.into_iter(), 1_000_000_000);
+        w.rx(0, bufs, 1_000_000_000);
         let sent = w.tx_queue(1).len();
         for b in std::mem::take(w.tx_queue(1)) {
             w.pool().free(b);
