@@ -111,7 +111,7 @@ pub fn client_sa(t: Transform, i: u32) -> OutboundSa {
     OutboundSa::new(p, default_provider(t)).expect("valid SA")
 }
 
-fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+pub fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + ip.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);

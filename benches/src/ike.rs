@@ -19,7 +19,10 @@ use esprit_ikev2::{ts, Endpoint, InitiatorOptions, Output};
 use esprit_pktio::wait::cycles;
 use zeroize::Zeroizing;
 
-const GATEWAY: &str = "198.51.100.1:4500";
+/// The gateway's IKE address.
+pub(crate) fn gateway() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(crate::gen::GW), 4500)
+}
 
 /// How a load run went.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,14 +57,14 @@ fn conn(name: String, local: &str, remote: &str, responder: bool) -> Result<Conn
     })
 }
 
-fn client_addr(i: u32) -> SocketAddr {
+pub(crate) fn client_addr(i: u32) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i)), 4500)
 }
 
-/// `clients` setups, at most `window` under way at once.
-pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
+/// The gateway's responder (PSK, pool 10.128.0.0/10) and one initiator endpoint holding
+/// `clients` road warriors (user{i}@load.example), both at `now`.
+pub(crate) fn endpoints(clients: u32, window: u32, now: Instant) -> Result<(Endpoint, Endpoint), String> {
     let p = default_provider();
-    let now = Instant::now();
     let unix = 1_900_000_000;
     let resp_cfg = IkeConfig {
         connections: vec![conn("rw".into(), "vpn.example.com", "*@load.example", true)?],
@@ -79,15 +82,26 @@ pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
         max_ike_sas: clients as usize + 16,
         ..IkeConfig::default()
     };
-    let mut resp = Endpoint::new(Arc::new(resp_cfg), p, now, unix).map_err(|e| e.to_string())?;
-    let mut init = Endpoint::new(Arc::new(init_cfg), p, now, unix).map_err(|e| e.to_string())?;
-    let gw: SocketAddr = GATEWAY.parse().map_err(|_| "address")?;
-    let opts = || InitiatorOptions {
+    let resp = Endpoint::new(Arc::new(resp_cfg), p, now, unix).map_err(|e| e.to_string())?;
+    let init = Endpoint::new(Arc::new(init_cfg), p, now, unix).map_err(|e| e.to_string())?;
+    Ok((resp, init))
+}
+
+/// What each road warrior asks for: a virtual IP and the protected network.
+pub(crate) fn options() -> InitiatorOptions {
+    InitiatorOptions {
         request_vip: true,
         local_ts: vec![],
         remote_ts: vec![ts::from_cidr("10.1.0.0/16".parse().expect("prefix"))],
         initial_contact: false,
-    };
+    }
+}
+
+/// `clients` setups, at most `window` under way at once.
+pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
+    let now = Instant::now();
+    let (mut resp, mut init) = endpoints(clients, window, now)?;
+    let gw = gateway();
     let mut s = Setups { completed: 0, responder_cycles: 0, initiator_cycles: 0, wall: Duration::ZERO };
     let mut to_resp: VecDeque<(SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut to_init: VecDeque<(SocketAddr, Vec<u8>)> = VecDeque::new();
@@ -97,7 +111,7 @@ pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
         // Keep `window` setups under way.
         let c0 = cycles();
         while started < clients && started as u64 - s.completed < u64::from(window) {
-            init.initiate(now, started as usize, client_addr(started), gw, opts()).ok_or("initiate refused")?;
+            init.initiate(now, started as usize, client_addr(started), gw, options()).ok_or("initiate refused")?;
             started += 1;
         }
         while let Some((to, d)) = to_init.pop_front() {

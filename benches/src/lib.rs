@@ -8,6 +8,7 @@ pub mod install;
 pub mod junk;
 pub mod measure;
 pub mod scenario;
+pub mod soak;
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -8,6 +8,9 @@
 //! * `esprit-pktgen install`: SA installation through the shared-memory rings;
 //! * `esprit-pktgen ike`: IKE_SA + CHILD_SA setups per second of esprit-ike's responder,
 //!   driven by an in-tree initiator load generator;
+//! * `esprit-pktgen soak`: clients connect, pass traffic, rekey, pass traffic, disconnect,
+//!   cycle after cycle for a bounded time; nothing left behind, every packet accounted for,
+//!   resident memory flat;
 //! * `esprit-pktgen junk`: valid ESP with and without hostile ESP mixed in (unknown SPIs,
 //!   forgeries, replays): what the junk costs the valid traffic.
 
@@ -19,7 +22,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use esprit_benches::junk::{self, Junk};
 use esprit_benches::measure::{self, Figures, Traffic};
-use esprit_benches::{ike, install, scenario};
+use esprit_benches::{ike, install, scenario, soak};
 use esprit_esp::crypto::{default_provider, providers, CryptoProvider};
 use esprit_esp::Transform;
 
@@ -82,6 +85,18 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         window: u32,
     },
+    /// Connect, traffic, rekey (CHILD and IKE), traffic, disconnect — for every client, cycle
+    /// after cycle, for `seconds`; fails on anything left behind or unaccounted for, or if
+    /// the resident memory grew.
+    Soak {
+        #[arg(long, default_value_t = 1000)]
+        clients: u32,
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Packets each way per client in each traffic phase.
+        #[arg(long, default_value_t = 4)]
+        packets: u32,
+    },
     /// One worker on valid inbound ESP alone, then with junk ESP mixed into every burst
     /// (each kind in turn); prints a Markdown table of valid Mpps and the cost of the junk.
     Junk {
@@ -112,6 +127,7 @@ fn main() -> ExitCode {
         Cmd::Table { transforms, sas, sizes, workers, seconds } => table(&transforms, &sas, &sizes, &workers, seconds),
         Cmd::Install { transform, sas } => install(transform, sas),
         Cmd::Ike { clients, window } => ike_setups(clients, window),
+        Cmd::Soak { clients, seconds, packets } => soak_run(clients, seconds, packets),
         Cmd::Junk { transforms, sas, size, junk, seconds } => junk_table(&transforms, sas, &size, &junk, seconds),
     };
     match r {
@@ -348,4 +364,38 @@ fn junk_table(ts: &[Transform], n: u32, size: &str, shares: &[usize], secs: f64)
         }
     }
     Ok(())
+}
+
+fn soak_run(clients: u32, seconds: f64, packets: u32) -> Result<(), String> {
+    let s = soak::run(clients, Duration::from_secs_f64(seconds), packets)?;
+    let mib = |k: u64| k as f64 / 1024.0;
+    // The first cycles grow the tables and the allocator's pools; from the third on, the
+    // resident memory must stay within 5 % (and 1 MiB) of what it was after the second.
+    let base = s.rss_kib.get(1.min(s.rss_kib.len().saturating_sub(1))).copied().unwrap_or(0);
+    let (max, last) = (s.rss_kib.iter().copied().max().unwrap_or(0), s.rss_kib.last().copied().unwrap_or(0));
+    let flat = s.rss_kib.iter().skip(2).all(|&r| r <= base + base / 20 + 1024);
+    println!(
+        "{} cycles of {clients} clients in {:.1} s: {} IKE setups, {} CHILD rekeys, {} IKE rekeys, {} disconnects; \
+         {} packets offered to the gateway, {} forwarded, {} dropped, {} opened by the clients; \
+         resident memory after cycle 2 {:.1} MiB, highest {:.1}, last {:.1}: {}",
+        s.cycles,
+        s.wall.as_secs_f64(),
+        s.setups,
+        s.child_rekeys,
+        s.ike_rekeys,
+        s.disconnects,
+        s.offered,
+        s.forwarded,
+        s.dropped,
+        s.opened,
+        mib(base),
+        mib(max),
+        mib(last),
+        if flat { "flat" } else { "GREW" }
+    );
+    if flat {
+        Ok(())
+    } else {
+        Err(format!("resident memory grew, KiB after each cycle: {:?}", s.rss_kib))
+    }
 }

@@ -419,6 +419,12 @@ impl Endpoint {
                 self.timers.push(Reverse((t, spi)));
             }
         }
+        // Entries of SAs that are gone, or rescheduled since, leave the heap only when they
+        // come due (hours, for a rekey time): compact it before they pile up.
+        if self.timers.len() > 2 * self.sas.len() + 1024 {
+            let sas = &self.sas;
+            self.timers.retain(|Reverse((t, s))| sas.get(s).is_some_and(|sa| sa.scheduled == Some(*t)));
+        }
     }
 
     fn forget_half_open(&mut self, spi: u64) {
@@ -668,6 +674,11 @@ impl Endpoint {
     }
 
     /// IKE SAs, half-open included.
+    /// Entries in the timer heap (stale ones included): stays in proportion to the SAs.
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len()
     }
