@@ -111,7 +111,7 @@ pub fn client_sa(t: Transform, i: u32) -> OutboundSa {
     OutboundSa::new(p, default_provider(t)).expect("valid SA")
 }
 
-pub fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
+fn ethernet(dst: [u8; 6], src: [u8; 6], ip: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(14 + ip.len());
     f.extend_from_slice(&dst);
     f.extend_from_slice(&src);
@@ -126,7 +126,7 @@ pub fn outside_frames(t: Transform, n: u32, sizes: &[usize], count: usize) -> Ve
     (0..count)
         .map(|k| {
             let i = (k as u32) % n;
-            client_frame(&clients[(i as usize) % clients.len()], i, sizes[k % sizes.len()], k as u8)
+            client_frame(&clients[(i as usize) % clients.len()], virtual_ip(i), sizes[k % sizes.len()], k as u8)
         })
         .collect()
 }
@@ -134,13 +134,14 @@ pub fn outside_frames(t: Transform, n: u32, sizes: &[usize], count: usize) -> Ve
 /// `count` outside frames of client `i` alone, numbered 1, 2, 3, … by its SA.
 pub fn client_frames(t: Transform, i: u32, sizes: &[usize], count: usize) -> Vec<Vec<u8>> {
     let c = client_sa(t, i);
-    (0..count).map(|k| client_frame(&c, i, sizes[k % sizes.len()], k as u8)).collect()
+    (0..count).map(|k| client_frame(&c, virtual_ip(i), sizes[k % sizes.len()], k as u8)).collect()
 }
 
-/// Client `i`'s next packet to the server, sealed by `c`, as it arrives at the gateway.
-fn client_frame(c: &OutboundSa, i: u32, size: usize, seed: u8) -> Vec<u8> {
+/// The next packet of the client with virtual IP `vip` to the server, sealed by `c`, as it
+/// arrives at the gateway.
+pub fn client_frame(c: &OutboundSa, vip: Ipv4Addr, size: usize, seed: u8) -> Vec<u8> {
     let mut inner = inner_v4(size, seed);
-    inner[12..16].copy_from_slice(&virtual_ip(i).octets());
+    inner[12..16].copy_from_slice(&vip.octets());
     inner[16..20].copy_from_slice(&SERVER.octets());
     esprit_wire::ipv4::Packet::new_unchecked(&mut inner[..]).fill_checksum();
     let mut b = [HeapBuf::from_slice(&inner)];
@@ -151,13 +152,14 @@ fn client_frame(c: &OutboundSa, i: u32, size: usize, seed: u8) -> Vec<u8> {
 
 /// `count` inside frames from the server to clients `0..n`, sizes cycling over `sizes`.
 pub fn inside_frames(n: u32, sizes: &[usize], count: usize) -> Vec<Vec<u8>> {
-    (0..count)
-        .map(|k| {
-            let mut p = inner_v4(sizes[k % sizes.len()], k as u8);
-            p[12..16].copy_from_slice(&SERVER.octets());
-            p[16..20].copy_from_slice(&virtual_ip((k as u32) % n).octets());
-            esprit_wire::ipv4::Packet::new_unchecked(&mut p[..]).fill_checksum();
-            ethernet(GW_LAN_MAC, SERVER_MAC, &p)
-        })
-        .collect()
+    (0..count).map(|k| server_frame(virtual_ip((k as u32) % n), sizes[k % sizes.len()], k as u8)).collect()
+}
+
+/// A plaintext packet from the server to `vip`, as it arrives at the gateway's inside port.
+pub fn server_frame(vip: Ipv4Addr, size: usize, seed: u8) -> Vec<u8> {
+    let mut p = inner_v4(size, seed);
+    p[12..16].copy_from_slice(&SERVER.octets());
+    p[16..20].copy_from_slice(&vip.octets());
+    esprit_wire::ipv4::Packet::new_unchecked(&mut p[..]).fill_checksum();
+    ethernet(GW_LAN_MAC, SERVER_MAC, &p)
 }

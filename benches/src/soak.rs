@@ -21,7 +21,7 @@ use esprit_ikev2::{ChildInstall, CloseReason, Endpoint, Event, Output};
 use esprit_satable::{epoch, Policy};
 use esprit_wire::IpCidr;
 
-use crate::gen::{self, GW_LAN_MAC, GW_WAN_MAC, ROUTER_MAC, SERVER, SERVER_MAC};
+use crate::gen;
 use crate::ike;
 
 /// What the soak did, cycle by cycle.
@@ -205,21 +205,9 @@ fn frames(w: &World, n: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     for c in w.clients.values() {
         let IpAddr::V4(vip) = c.vip else { continue };
         for k in 0..n {
-            let mut inner = crate::inner_v4(64 + 8 * k as usize, k as u8);
-            inner[12..16].copy_from_slice(&vip.octets());
-            inner[16..20].copy_from_slice(&SERVER.octets());
-            esprit_wire::ipv4::Packet::new_unchecked(&mut inner[..]).fill_checksum();
-            let mut b = [HeapBuf::from_slice(&inner)];
-            let mut r = [Ok(())];
-            c.seal.encap_burst(&mut b, &mut r, 0);
-            if r[0].is_ok() {
-                up.push(gen::ethernet(GW_WAN_MAC, ROUTER_MAC, b[0].data()));
-            }
-            let mut back = crate::inner_v4(64 + 8 * k as usize, k as u8);
-            back[12..16].copy_from_slice(&SERVER.octets());
-            back[16..20].copy_from_slice(&vip.octets());
-            esprit_wire::ipv4::Packet::new_unchecked(&mut back[..]).fill_checksum();
-            down.push(gen::ethernet(GW_LAN_MAC, SERVER_MAC, &back));
+            let size = 64 + 8 * k as usize;
+            up.push(gen::client_frame(&c.seal, vip, size, k as u8));
+            down.push(gen::server_frame(vip, size, k as u8));
         }
     }
     (up, down)

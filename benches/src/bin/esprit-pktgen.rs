@@ -393,6 +393,8 @@ fn soak_run(clients: u32, seconds: f64, packets: u32) -> Result<(), String> {
         mib(last),
         if flat { "flat" } else { "GREW" }
     );
+    let per: Vec<String> = s.rss_kib.iter().map(|&k| format!("{:.1}", mib(k))).collect();
+    println!("resident memory after each cycle, MiB: {}", per.join(" "));
     if flat {
         Ok(())
     } else {

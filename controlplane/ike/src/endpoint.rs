@@ -673,12 +673,12 @@ impl Endpoint {
         self.sas.values().flat_map(|sa| sa.children.iter().map(|c| (*c.install).clone())).collect()
     }
 
-    /// IKE SAs, half-open included.
     /// Entries in the timer heap (stale ones included): stays in proportion to the SAs.
     pub fn timer_entries(&self) -> usize {
         self.timers.len()
     }
 
+    /// IKE SAs, half-open included.
     pub fn ike_sa_count(&self) -> usize {
         self.sas.len()
     }
