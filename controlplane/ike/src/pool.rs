@@ -27,8 +27,13 @@ pub struct Pool {
     /// Number of addresses.
     size: u128,
     leases: HashMap<u128, Holder>,
+    /// The other way round: each holder's address (one per pool).
+    held: HashMap<Holder, u128>,
     /// The address each identity last had (kept after release, for stickiness).
     last: HashMap<String, u128>,
+    /// How many identities have each address as their last one (the values of `last`,
+    /// counted: a lookup instead of a walk of every identity per new lease).
+    remembered: HashMap<u128, u32>,
     /// Where the search for a free address resumes.
     cursor: u128,
 }
@@ -76,7 +81,9 @@ impl Pool {
             first: start,
             size,
             leases: HashMap::new(),
+            held: HashMap::new(),
             last: HashMap::new(),
+            remembered: HashMap::new(),
             cursor: 0,
         })
     }
@@ -111,7 +118,7 @@ impl Pool {
     /// An address for `holder`, whose peer is `identity`: the one it asked for if free, else
     /// the one this identity had last if free, else the next free one. `None`: exhausted.
     pub fn acquire(&mut self, holder: Holder, identity: &str, requested: Option<IpAddr>) -> Option<IpAddr> {
-        if let Some((&x, _)) = self.leases.iter().find(|(_, h)| **h == holder) {
+        if let Some(&x) = self.held.get(&holder) {
             return Some(self.addr(x));
         }
         let wanted = requested.filter(|a| a.is_ipv4() == self.v4 && !a.is_unspecified()).map(as_u128);
@@ -122,8 +129,26 @@ impl Pool {
             .find(|x| self.contains(*x) && !self.leases.contains_key(x))
             .or_else(|| self.next_free())?;
         self.leases.insert(pick, holder);
-        self.last.insert(identity.to_string(), pick);
+        self.held.insert(holder, pick);
+        self.remember(identity, pick);
         Some(self.addr(pick))
+    }
+
+    /// Records `x` as `identity`'s last address.
+    fn remember(&mut self, identity: &str, x: u128) {
+        match self.last.insert(identity.to_string(), x) {
+            Some(old) if old == x => return,
+            Some(old) => {
+                if let Some(n) = self.remembered.get_mut(&old) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.remembered.remove(&old);
+                    }
+                }
+            }
+            None => {}
+        }
+        *self.remembered.entry(x).or_insert(0) += 1;
     }
 
     fn next_free(&mut self) -> Option<u128> {
@@ -132,7 +157,6 @@ impl Pool {
         }
         // Addresses nobody held recently come first, so that a returning client's sticky
         // address is still free when it comes back.
-        let remembered: std::collections::HashSet<u128> = self.last.values().copied().collect();
         let mut fallback = None;
         let tries = self.size.min(1 << 20);
         for i in 0..tries {
@@ -141,7 +165,7 @@ impl Pool {
             if self.leases.contains_key(&x) {
                 continue;
             }
-            if !remembered.contains(&x) {
+            if !self.remembered.contains_key(&x) {
                 self.cursor = (off + 1) % self.size;
                 return Some(x);
             }
@@ -152,7 +176,7 @@ impl Pool {
 
     /// Gives back `holder`'s address (if it has one here).
     pub fn release(&mut self, holder: Holder) -> Option<IpAddr> {
-        let x = self.leases.iter().find(|(_, h)| **h == holder).map(|(x, _)| *x)?;
+        let x = self.held.remove(&holder)?;
         self.leases.remove(&x);
         Some(self.addr(x))
     }
@@ -161,16 +185,20 @@ impl Pool {
     /// that the replacing SA gets the same one. The old holder's later `release` finds nothing.
     pub fn reclaim(&mut self, identity: &str) {
         if let Some(x) = self.last.get(identity) {
-            self.leases.remove(x);
+            if let Some(h) = self.leases.remove(x) {
+                self.held.remove(&h);
+            }
         }
     }
 
     /// Moves a lease to another holder (an IKE SA rekeyed into a new one).
     pub fn transfer(&mut self, from: Holder, to: Holder) {
-        for h in self.leases.values_mut() {
-            if *h == from {
-                *h = to;
+        if let Some(x) = self.held.remove(&from) {
+            // One address per holder: the one the client was given wins over any other.
+            if let Some(other) = self.held.insert(to, x) {
+                self.leases.remove(&other);
             }
+            self.leases.insert(x, to);
         }
     }
 }
@@ -236,5 +264,58 @@ mod tests {
         p.transfer(1, 9);
         assert_eq!(p.release(1), None);
         assert_eq!(p.release(9), Some(a));
+    }
+
+    /// The indexes (holder → address, remembered addresses) never disagree with the leases
+    /// and identities they index, whatever the sequence of operations; checked against a
+    /// plain model of what is leased to whom.
+    #[test]
+    fn indexes_follow_the_leases() {
+        use proptest::prelude::*;
+        #[derive(Debug, Clone)]
+        enum Op {
+            Acquire(u64, u8, Option<u8>),
+            Release(u64),
+            Transfer(u64, u64),
+            Reclaim(u8),
+        }
+        let op = prop_oneof![
+            (0u64..12, 0u8..6, proptest::option::of(0u8..10)).prop_map(|(h, i, r)| Op::Acquire(h, i, r)),
+            (0u64..12).prop_map(Op::Release),
+            (0u64..12, 0u64..12).prop_map(|(a, b)| Op::Transfer(a, b)),
+            (0u8..6).prop_map(Op::Reclaim),
+        ];
+        proptest!(ProptestConfig::with_cases(512), |(ops in proptest::collection::vec(op, 1..60))| {
+            let mut p = Pool::new("rw", "10.9.0.1-10.9.0.8").unwrap();
+            for o in ops {
+                match o {
+                    Op::Acquire(h, i, r) => {
+                        let before = p.held.get(&h).copied();
+                        let got = p.acquire(h, &format!("id{i}"), r.map(|r| IpAddr::from([10, 9, 0, r])));
+                        if let Some(x) = before {
+                            prop_assert_eq!(got, Some(p.addr(x)), "a holder keeps its address");
+                        }
+                    }
+                    Op::Release(h) => {
+                        let had = p.held.get(&h).copied();
+                        prop_assert_eq!(p.release(h), had.map(|x| p.addr(x)));
+                    }
+                    Op::Transfer(a, b) => p.transfer(a, b),
+                    Op::Reclaim(i) => p.reclaim(&format!("id{i}")),
+                }
+                // Every lease is indexed by its holder and the other way round, one per holder.
+                prop_assert_eq!(p.leases.len(), p.held.len());
+                for (x, h) in &p.leases {
+                    prop_assert_eq!(p.held.get(h), Some(x));
+                }
+                // The remembered counts are exactly the values of `last`.
+                let mut counted: HashMap<u128, u32> = HashMap::new();
+                for x in p.last.values() {
+                    *counted.entry(*x).or_insert(0) += 1;
+                }
+                prop_assert_eq!(&counted, &p.remembered);
+                prop_assert!(p.leases.keys().all(|x| p.contains(*x)));
+            }
+        });
     }
 }
