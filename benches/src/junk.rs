@@ -15,7 +15,7 @@ use esprit_pktio::wait::cycles;
 use esprit_satable::epoch;
 
 use crate::gen;
-use crate::measure::{Traffic, BURST};
+use crate::measure::{Samples, Traffic, BURST};
 
 /// Where the ESP header starts in an outside frame (Ethernet, IPv4, UDP).
 const ESP_AT: usize = 14 + 20 + 8;
@@ -162,7 +162,7 @@ pub fn run(
     }
     let mut w = Worker::new(sh.clone(), HeapPool::new(4 * BURST), false);
     let (mut at, mut jat) = (0, 0);
-    let mut samples = Vec::new();
+    let mut samples = Samples::default();
     let (mut nvalid, mut njunk, mut junk_total) = (0u64, 0u64, 0u64);
     let warm = Instant::now() + Duration::from_millis(100);
     let mut end = None;
@@ -202,7 +202,7 @@ pub fn run(
             }
             None => {}
             Some(e) => {
-                samples.push(c1.wrapping_sub(c0));
+                samples.add(c1.wrapping_sub(c0), 0);
                 nvalid += (BURST - junk_per_burst) as u64;
                 njunk += junk_per_burst as u64;
                 if samples.len() % 64 == 0 && Instant::now() >= e {
@@ -211,10 +211,7 @@ pub fn run(
             }
         }
     }
-    let n = samples.len() as u64;
-    let mid = samples.len() / 2;
-    let median = *samples.select_nth_unstable(mid).1;
     let drops =
         DropReason::ALL.iter().zip(base).map(|(&r, b)| (r, w.drops.get(r) - b)).filter(|&(_, d)| d != 0).collect();
-    Ok(Mixed { valid: nvalid, junk: njunk, junk_total, cycles: median * n, drops })
+    Ok(Mixed { valid: nvalid, junk: njunk, junk_total, cycles: samples.figures().cycles, drops })
 }

@@ -33,17 +33,20 @@ pub struct Figures {
 /// Per-burst samples; the figure is taken at their median, so that a burst preempted by the
 /// hypervisor or the kernel (this machine's vCPUs see steal) does not count.
 #[derive(Debug, Default)]
-struct Samples {
+pub(crate) struct Samples {
     cycles: Vec<u64>,
     inner_bytes: u64,
 }
 
 impl Samples {
-    fn add(&mut self, cycles: u64, inner_bytes: usize) {
+    pub(crate) fn add(&mut self, cycles: u64, inner_bytes: usize) {
         self.cycles.push(cycles);
         self.inner_bytes += inner_bytes as u64;
     }
-    fn figures(mut self) -> Figures {
+    pub(crate) fn len(&self) -> usize {
+        self.cycles.len()
+    }
+    pub(crate) fn figures(mut self) -> Figures {
         let n = self.cycles.len() as u64;
         let mid = self.cycles.len() / 2;
         let median = if n == 0 { 0 } else { *self.cycles.select_nth_unstable(mid).1 };
@@ -142,7 +145,7 @@ pub fn pipeline(sh: &Arc<Shared>, tr: &Traffic, secs: f64, start: usize) -> Resu
             None => {}
             Some(e) => {
                 f.add(c1.wrapping_sub(c0), bytes);
-                if f.cycles.len() % 64 == 0 && Instant::now() >= e {
+                if f.len() % 64 == 0 && Instant::now() >= e {
                     return Ok(f.figures());
                 }
             }

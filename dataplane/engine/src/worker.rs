@@ -15,6 +15,7 @@
 //! burst, and asks the [`Control`](crate::shared::Control) for changes with
 //! [`Request`]s.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -153,11 +154,53 @@ struct Unresolved<B> {
     buf: B,
 }
 
-/// Per-burst state passed down the call chain: the shared tables and the pinned epoch.
+/// A route: egress interface and next hop (`None`: no route).
+type Hop = Option<(usize, IpAddr)>;
+
+/// Per-burst state passed down the call chain: the shared tables, the pinned epoch, and the
+/// last route and neighbor looked up. A burst mostly goes to one server, or through one next
+/// hop toward the clients, so those lookups are done once per burst instead of once per
+/// packet; the cache lives as long as the context, so a route or neighbor the writer changed
+/// between bursts is seen by the next one.
 struct Cx<'a> {
     sh: &'a Shared,
     g: &'a Guard,
     now: u64,
+    route: Cell<Option<(IpAddr, Hop)>>,
+    neighbor: Cell<Option<(IpAddr, usize, EthernetAddress)>>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(sh: &'a Shared, g: &'a Guard, now: u64) -> Cx<'a> {
+        Cx { sh, g, now, route: Cell::new(None), neighbor: Cell::new(None) }
+    }
+
+    /// The route to `dst` (egress interface and next hop).
+    #[inline]
+    fn route(&self, dst: IpAddr) -> Hop {
+        match self.route.get() {
+            Some((d, r)) if d == dst => r,
+            _ => {
+                let r = self.sh.route(dst, self.g);
+                self.route.set(Some((dst, r)));
+                r
+            }
+        }
+    }
+
+    /// The MAC address of next hop `nh` on `ifidx`. Only known neighbors are cached: an
+    /// unknown one is resolved, and asked again.
+    #[inline]
+    fn neighbor(&self, nh: IpAddr, ifidx: usize) -> Option<EthernetAddress> {
+        if let Some((a, i, mac)) = self.neighbor.get() {
+            if a == nh && i == ifidx {
+                return Some(mac);
+            }
+        }
+        let mac = self.sh.neighbor(nh, ifidx, self.now, self.g)?;
+        self.neighbor.set(Some((nh, ifidx, mac)));
+        Some(mac)
+    }
 }
 
 /// One worker lcore.
@@ -187,45 +230,6 @@ pub struct Worker<P: BufPool> {
     pub drops: DropCounters,
     pub counters: Counters,
     pub if_stats: Vec<IfStats>,
-    /// The last route and neighbor looked up, for the rest of the burst.
-    hops: HopCache,
-}
-
-/// A per-burst cache of the last route and the last neighbor looked up: a burst mostly goes
-/// to one server, or through one next hop toward the clients, so the lookups are done once
-/// per burst instead of once per packet. Emptied when a burst (or timer run) starts, so a
-/// route or neighbor the writer changed between bursts is seen by the next one.
-#[derive(Debug, Default, Clone, Copy)]
-struct HopCache {
-    route: Option<(IpAddr, Option<(usize, IpAddr)>)>,
-    neighbor: Option<(IpAddr, usize, EthernetAddress)>,
-}
-
-impl HopCache {
-    #[inline]
-    fn route(&mut self, cx: &Cx<'_>, dst: IpAddr) -> Option<(usize, IpAddr)> {
-        match self.route {
-            Some((d, r)) if d == dst => r,
-            _ => {
-                let r = cx.sh.route(dst, cx.g);
-                self.route = Some((dst, r));
-                r
-            }
-        }
-    }
-
-    /// Only known neighbors are cached: an unknown one is resolved, and asked again.
-    #[inline]
-    fn neighbor(&mut self, cx: &Cx<'_>, nh: IpAddr, ifidx: usize) -> Option<EthernetAddress> {
-        if let Some((a, i, mac)) = self.neighbor {
-            if a == nh && i == ifidx {
-                return Some(mac);
-            }
-        }
-        let mac = cx.sh.neighbor(nh, ifidx, cx.now, cx.g)?;
-        self.neighbor = Some((nh, ifidx, mac));
-        Some(mac)
-    }
 }
 
 impl<P: BufPool> std::fmt::Debug for Worker<P> {
@@ -248,8 +252,7 @@ impl<P: BufPool> Worker<P> {
     pub fn transmit(&mut self, src: Endpoint, dst: Endpoint, marker: bool, payload: &[u8], now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
-        self.hops = HopCache::default();
-        let cx = Cx { sh: &sh, g: &g, now };
+        let cx = Cx::new(&sh, &g, now);
         let Some(mut b) = self.pool.alloc_len(60 + 12 + payload.len()) else {
             return self.drops.inc(DropReason::NoBuffer);
         };
@@ -290,8 +293,7 @@ impl<P: BufPool> Worker<P> {
         }
         let sh = self.sh.clone();
         let g = epoch::pin();
-        self.hops = HopCache::default();
-        let cx = Cx { sh: &sh, g: &g, now };
+        let cx = Cx::new(&sh, &g, now);
         let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
         let mut esp_spi = 0u32;
         let mut out: Batch<P::Buf, ()> = ArrayVec::new();
@@ -346,7 +348,6 @@ impl<P: BufPool> Worker<P> {
             events: Vec::new(),
             drops: DropCounters::default(),
             counters: Counters::default(),
-            hops: HopCache::default(),
             sh,
         }
     }
@@ -383,8 +384,7 @@ impl<P: BufPool> Worker<P> {
     pub fn rx(&mut self, ifidx: usize, frames: impl IntoIterator<Item = P::Buf>, now: u64) {
         let sh = self.sh.clone();
         let g = epoch::pin();
-        self.hops = HopCache::default();
-        let cx = Cx { sh: &sh, g: &g, now };
+        let cx = Cx::new(&sh, &g, now);
         let role = sh.ifs[ifidx].role;
         let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
         let mut esp_spi = 0u32;
@@ -494,10 +494,10 @@ impl<P: BufPool> Worker<P> {
         let Some(dst) = dst_addr(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
-        let Some((ifidx, nh)) = self.hops.route(cx, dst) else {
+        let Some((ifidx, nh)) = cx.route(dst) else {
             return self.drop_pkt(b, DropReason::NoRoute);
         };
-        let Some(mac) = self.hops.neighbor(cx, nh, ifidx) else {
+        let Some(mac) = cx.neighbor(nh, ifidx) else {
             self.resolve(cx, ifidx, nh);
             // Hold the packet while the neighbor is resolved (as Linux's unres_qlen does),
             // a few per worker and for at most a second.
@@ -912,7 +912,7 @@ impl<P: BufPool> Worker<P> {
         match cx.sh.policies.lookup(src, dst, cx.g) {
             Some(spi) => self.protect(cx, spi, b, transit, out, out_spi),
             None => {
-                let toward_inside = self.hops.route(cx, dst).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
+                let toward_inside = cx.route(dst).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
                 if (from_tunnel || !transit) && toward_inside {
                     let mut b = b;
                     if transit {
@@ -939,7 +939,7 @@ impl<P: BufPool> Worker<P> {
         let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
             return self.drop_pkt(b, DropReason::PolicyNoSa);
         };
-        let link = self.hops.route(cx, sa.peer().addr).map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
+        let link = cx.route(sa.peer().addr).map_or(0, |(i, _)| cx.sh.ifs[i].mtu);
         if link == 0 {
             return self.drop_pkt(b, DropReason::NoRoute);
         }
@@ -1129,8 +1129,7 @@ impl<P: BufPool> Worker<P> {
         if !self.unresolved.is_empty() {
             let sh = self.sh.clone();
             let g = epoch::pin();
-            self.hops = HopCache::default();
-            self.retry_unresolved(&Cx { sh: &sh, g: &g, now });
+            self.retry_unresolved(&Cx::new(&sh, &g, now));
         }
         let interval = self.sh.keepalive_secs.load(std::sync::atomic::Ordering::Relaxed) * SEC;
         if interval == 0 || !self.keepalive_duty || now < self.next_keepalive_scan {
@@ -1139,8 +1138,7 @@ impl<P: BufPool> Worker<P> {
         self.next_keepalive_scan = now + SEC;
         let sh = self.sh.clone();
         let g = epoch::pin();
-        self.hops = HopCache::default();
-        let cx = Cx { sh: &sh, g: &g, now };
+        let cx = Cx::new(&sh, &g, now);
         let mut due = Vec::new();
         let mut seen = Vec::new();
         sh.sa_out.for_each(&g, |spi, sa| {
