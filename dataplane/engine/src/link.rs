@@ -331,26 +331,16 @@ impl Link {
     /// Sends `m` now if the ring has room and nothing waits before it, else keeps it (in
     /// order) for [`flush_backlog`](Self::flush_backlog).
     fn send_reliably(&mut self, m: Message) {
-        if self.flush_backlog() {
-            match self.tx.try_send(&m) {
-                Ok(()) => {
-                    self.stats.events_sent += u64::from(matches!(m, Message::SaEvent(_)));
-                    return;
-                }
-                Err(esprit_ring::SendError::Full | esprit_ring::SendError::Timeout(_)) => {}
-                Err(_) => {
-                    // Cannot be encoded: waiting would not help.
-                    self.stats.events_dropped += 1;
-                    return;
-                }
-            }
-        }
-        if self.backlog.len() >= MAX_BACKLOG {
+        if !self.flush_backlog() && self.backlog.len() >= MAX_BACKLOG {
             self.stats.events_dropped += 1;
             return;
         }
-        self.stats.events_delayed += 1;
+        // Behind whatever waits (nothing, if the flush emptied the backlog): still there
+        // after the flush means it had to wait.
         self.backlog.push_back(m);
+        if !self.flush_backlog() {
+            self.stats.events_delayed += 1;
+        }
     }
 
     /// Sends what waits, oldest first, while the ring has room; true if nothing waits now.
@@ -363,6 +353,7 @@ impl Link {
                 }
                 Err(esprit_ring::SendError::Full | esprit_ring::SendError::Timeout(_)) => return false,
                 Err(_) => {
+                    // Cannot be encoded: waiting would not help.
                     self.stats.events_dropped += 1;
                     self.backlog.pop_front();
                 }
