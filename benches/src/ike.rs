@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
+use esprit_ikev2::config::{Connection, IkeConfig, Retransmit};
 use esprit_ikev2::crypto::default_provider;
 use esprit_ikev2::identity::{parse_identity, IdentityPattern};
 use esprit_ikev2::proposal::{EspProposal, IkeProposal};
@@ -35,25 +35,21 @@ pub struct Setups {
 }
 
 fn conn(name: String, local: &str, remote: &str, responder: bool) -> Result<Connection, String> {
-    let psk = Arc::new(Zeroizing::new(b"load test secret".to_vec()));
+    let base = Connection::psk(
+        &name,
+        parse_identity(local).map_err(|e| e.to_string())?,
+        IdentityPattern::parse(remote).map_err(|e| e.to_string())?,
+        Arc::new(Zeroizing::new(b"load test secret".to_vec())),
+        IkeProposal::parse("aes128gcm16-prfsha256-x25519").map_err(|e| e.to_string())?,
+        vec![EspProposal::parse("aes128gcm16").map_err(|e| e.to_string())?],
+    );
+    if !responder {
+        return Ok(base);
+    }
     Ok(Connection {
-        name,
-        local_addrs: vec![],
-        ike_proposals: IkeProposal::parse("aes128gcm16-prfsha256-x25519").map_err(|e| e.to_string())?,
-        esp_proposals: vec![EspProposal::parse("aes128gcm16").map_err(|e| e.to_string())?],
-        local_id: parse_identity(local).map_err(|e| e.to_string())?,
-        local_auth: LocalAuth::Psk(psk.clone()),
-        remote_id: IdentityPattern::parse(remote).map_err(|e| e.to_string())?,
-        remote_auth: RemoteAuth::Psk(psk),
-        local_ts: if responder { vec![ts::from_cidr("10.1.0.0/16".parse().map_err(|_| "prefix")?)] } else { vec![] },
-        remote_ts: vec![],
-        pools: if responder { vec![0] } else { vec![] },
-        dns: vec![],
-        ike_lifetime: Lifetimes::IKE_DEFAULT,
-        child_lifetime: Lifetimes::CHILD_DEFAULT,
-        dpd_delay: Duration::ZERO,
-        fragmentation: true,
-        replay_window: 1024,
+        local_ts: vec![ts::from_cidr("10.1.0.0/16".parse().map_err(|_| "prefix")?)],
+        pools: vec![0],
+        ..base
     })
 }
 

@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
+use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, Retransmit};
 use esprit_ikev2::crypto::{OpensslProvider, WithRandom};
 use esprit_ikev2::identity::{parse_identity, IdentityPattern};
 use esprit_ikev2::proposal::{EspProposal, IkeProposal};
@@ -91,12 +91,8 @@ fn splitmix64(state: &mut u64) -> u64 {
 
 // ---- the configurations (the pair harness's road warrior, with short IKE lifetimes)
 
-fn psk_local() -> LocalAuth {
-    LocalAuth::Psk(Arc::new(Zeroizing::new(b"sesame open".to_vec())))
-}
-
-fn psk_remote() -> RemoteAuth {
-    RemoteAuth::Psk(Arc::new(Zeroizing::new(b"sesame open".to_vec())))
+fn psk() -> Arc<Zeroizing<Vec<u8>>> {
+    Arc::new(Zeroizing::new(b"sesame open".to_vec()))
 }
 
 /// IKE SAs rekey after ten minutes at most and expire after fifteen, so that time jumps
@@ -110,26 +106,19 @@ fn cidr(s: &str) -> IpCidr {
 
 fn responder_config() -> IkeConfig {
     let conn = Connection {
-        name: "rw".into(),
-        local_addrs: vec![],
-        ike_proposals: IkeProposal::parse("aes128gcm16-prfsha256-x25519-ecp256").expect("a literal proposal"),
-        esp_proposals: ["aes128gcm16", "aes128-sha1"]
-            .iter()
-            .map(|s| EspProposal::parse(s).expect("a literal proposal"))
-            .collect(),
-        local_id: parse_identity("vpn.example.com").expect("a literal identity"),
-        local_auth: psk_local(),
-        remote_id: IdentityPattern::parse("*@example.com").expect("a literal pattern"),
-        remote_auth: psk_remote(),
         local_ts: vec![ts::from_cidr(cidr("10.1.0.0/16"))],
-        remote_ts: vec![],
         pools: vec![0],
         dns: vec![IpAddr::V4(Ipv4Addr::new(10, 1, 0, 53))],
         ike_lifetime: IKE_LIFETIME,
-        child_lifetime: Lifetimes::CHILD_DEFAULT,
         dpd_delay: Duration::from_secs(30),
-        fragmentation: true,
-        replay_window: 1024,
+        ..Connection::psk(
+            "rw",
+            parse_identity("vpn.example.com").expect("a literal identity"),
+            IdentityPattern::parse("*@example.com").expect("a literal pattern"),
+            psk(),
+            IkeProposal::parse("aes128gcm16-prfsha256-x25519-ecp256").expect("a literal proposal"),
+            ["aes128gcm16", "aes128-sha1"].iter().map(|s| EspProposal::parse(s).expect("a literal proposal")).collect(),
+        )
     };
     IkeConfig {
         connections: vec![conn],
@@ -147,23 +136,15 @@ fn responder_config() -> IkeConfig {
 
 fn initiator_config() -> IkeConfig {
     let conn = Connection {
-        name: "home".into(),
-        local_addrs: vec![],
-        ike_proposals: IkeProposal::parse("aes128gcm16-prfsha256-x25519").expect("a literal proposal"),
-        esp_proposals: vec![EspProposal::parse("aes128gcm16").expect("a literal proposal")],
-        local_id: parse_identity("alice@example.com").expect("a literal identity"),
-        local_auth: psk_local(),
-        remote_id: IdentityPattern::parse("vpn.example.com").expect("a literal pattern"),
-        remote_auth: psk_remote(),
-        local_ts: vec![],
-        remote_ts: vec![],
-        pools: vec![],
-        dns: vec![],
         ike_lifetime: IKE_LIFETIME,
-        child_lifetime: Lifetimes::CHILD_DEFAULT,
-        dpd_delay: Duration::ZERO,
-        fragmentation: true,
-        replay_window: 1024,
+        ..Connection::psk(
+            "home",
+            parse_identity("alice@example.com").expect("a literal identity"),
+            IdentityPattern::parse("vpn.example.com").expect("a literal pattern"),
+            psk(),
+            IkeProposal::parse("aes128gcm16-prfsha256-x25519").expect("a literal proposal"),
+            vec![EspProposal::parse("aes128gcm16").expect("a literal proposal")],
+        )
     };
     IkeConfig {
         connections: vec![conn],
@@ -298,14 +279,7 @@ impl Side {
     fn new(name: &'static str, cfg: IkeConfig, now: Instant) -> Side {
         let mut ep = Endpoint::new(Arc::new(cfg), &PROVIDER, now, 1_900_000_000).expect("the pool is valid");
         ep.set_trace(esprit_ikev2::TraceScope::All);
-        Side {
-            name,
-            ep,
-            inbox: VecDeque::new(),
-            ever: BTreeSet::new(),
-            live: BTreeSet::new(),
-            routes: BTreeMap::new(),
-        }
+        Side { name, ep, inbox: VecDeque::new(), ever: BTreeSet::new(), live: BTreeSet::new(), routes: BTreeMap::new() }
     }
 
     /// Applies the data-plane outputs, checking that each names a live pair; returns the

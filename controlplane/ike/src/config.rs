@@ -107,6 +107,41 @@ pub struct Connection {
     pub replay_window: u32,
 }
 
+impl Connection {
+    /// A connection authenticated by a pre-shared key `psk` both ways, with nothing else
+    /// set: any local address, no traffic selectors, pools or DNS servers, default
+    /// lifetimes, no dead peer detection, fragmentation on, a 1024-packet replay window.
+    /// Callers set the rest with struct update syntax.
+    pub fn psk(
+        name: &str,
+        local_id: Identification,
+        remote_id: IdentityPattern,
+        psk: Arc<Zeroizing<Vec<u8>>>,
+        ike_proposals: Vec<IkeProposal>,
+        esp_proposals: Vec<EspProposal>,
+    ) -> Connection {
+        Connection {
+            name: name.to_string(),
+            local_addrs: vec![],
+            ike_proposals,
+            esp_proposals,
+            local_id,
+            local_auth: LocalAuth::Psk(psk.clone()),
+            remote_id,
+            remote_auth: RemoteAuth::Psk(psk),
+            local_ts: vec![],
+            remote_ts: vec![],
+            pools: vec![],
+            dns: vec![],
+            ike_lifetime: Lifetimes::IKE_DEFAULT,
+            child_lifetime: Lifetimes::CHILD_DEFAULT,
+            dpd_delay: Duration::ZERO,
+            fragmentation: true,
+            replay_window: 1024,
+        }
+    }
+}
+
 /// Retransmission of our requests (RFC 7296 §2.1), strongSwan's defaults: 4 s, then ×1.8 per
 /// try, 5 retransmissions, giving up 165 s after the first send.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use esprit_esp::sa::{Endpoint as EspEndpoint, InboundMeta, InboundSa, OutboundSa, SaParams, UdpEncap};
 use esprit_esp::{DropReason, HeapBuf, PacketBuf};
-use esprit_ikev2::config::{Connection, IkeConfig, Lifetimes, LocalAuth, RemoteAuth, Retransmit};
+use esprit_ikev2::config::{Connection, IkeConfig, Retransmit};
 use esprit_ikev2::crypto::{default_provider, CryptoProvider};
 use esprit_ikev2::identity::{parse_identity, IdentityPattern};
 use esprit_ikev2::message::{self, PayloadType};
@@ -123,47 +123,31 @@ pub fn psk(s: &str) -> Arc<Zeroizing<Vec<u8>>> {
 /// The gateway's road-warrior connection (PSK, a pool, the protected network).
 pub fn responder_conn() -> Connection {
     Connection {
-        name: "rw".into(),
-        local_addrs: vec![],
-        ike_proposals: ike_props("aes128gcm16-prfsha256-x25519-ecp256"),
-        esp_proposals: esp_props(&["aes128gcm16", "aes128-sha1"]),
-        local_id: parse_identity("vpn.example.com").unwrap(),
-        local_auth: LocalAuth::Psk(psk("sesame open")),
-        remote_id: IdentityPattern::parse("*@example.com").unwrap(),
-        remote_auth: RemoteAuth::Psk(psk("sesame open")),
         local_ts: vec![ts::from_cidr("10.1.0.0/16".parse().unwrap())],
-        remote_ts: vec![],
         pools: vec![0],
         dns: vec!["10.1.0.53".parse().unwrap()],
-        ike_lifetime: Lifetimes::IKE_DEFAULT,
-        child_lifetime: Lifetimes::CHILD_DEFAULT,
         dpd_delay: Duration::from_secs(30),
-        fragmentation: true,
-        replay_window: 1024,
+        ..Connection::psk(
+            "rw",
+            parse_identity("vpn.example.com").unwrap(),
+            IdentityPattern::parse("*@example.com").unwrap(),
+            psk("sesame open"),
+            ike_props("aes128gcm16-prfsha256-x25519-ecp256"),
+            esp_props(&["aes128gcm16", "aes128-sha1"]),
+        )
     }
 }
 
 /// The road warrior's connection to the gateway.
 pub fn initiator_conn() -> Connection {
-    Connection {
-        name: "home".into(),
-        local_addrs: vec![],
-        ike_proposals: ike_props("aes128gcm16-prfsha256-x25519"),
-        esp_proposals: esp_props(&["aes128gcm16"]),
-        local_id: parse_identity("alice@example.com").unwrap(),
-        local_auth: LocalAuth::Psk(psk("sesame open")),
-        remote_id: IdentityPattern::parse("vpn.example.com").unwrap(),
-        remote_auth: RemoteAuth::Psk(psk("sesame open")),
-        local_ts: vec![],
-        remote_ts: vec![],
-        pools: vec![],
-        dns: vec![],
-        ike_lifetime: Lifetimes::IKE_DEFAULT,
-        child_lifetime: Lifetimes::CHILD_DEFAULT,
-        dpd_delay: Duration::ZERO,
-        fragmentation: true,
-        replay_window: 1024,
-    }
+    Connection::psk(
+        "home",
+        parse_identity("alice@example.com").unwrap(),
+        IdentityPattern::parse("vpn.example.com").unwrap(),
+        psk("sesame open"),
+        ike_props("aes128gcm16-prfsha256-x25519"),
+        esp_props(&["aes128gcm16"]),
+    )
 }
 
 pub fn config(c: Connection, pools: &[(&str, &str)]) -> IkeConfig {
