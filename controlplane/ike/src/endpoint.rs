@@ -80,7 +80,20 @@ pub struct Endpoint {
     start: Instant,
     start_unix: i64,
     trace: TraceScope,
+    /// IKE SAs changed since [`take_checkpoints`](Self::take_checkpoints) (when on).
+    dirty: Option<HashSet<u64>>,
     pub stats: Stats,
+}
+
+/// What [`Endpoint::restore`] brought back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Restored {
+    pub ike_sas: usize,
+    pub child_sas: usize,
+    /// IKE SAs whose connection the configuration no longer has: deleted (peers told).
+    pub deleted: usize,
+    /// Virtual IPs that could not be leased again (their pool changed): (IKE SA, address).
+    pub lost_leases: Vec<(u64, IpAddr)>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -135,8 +148,111 @@ impl Endpoint {
             start: now,
             start_unix: unix_now,
             trace: TraceScope::Off,
+            dirty: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Starts keeping track of the IKE SAs that change, for
+    /// [`take_checkpoints`](Self::take_checkpoints).
+    pub fn enable_checkpoints(&mut self) {
+        self.dirty.get_or_insert_with(HashSet::new);
+    }
+
+    fn touch(&mut self, spi: u64) {
+        if let Some(d) = self.dirty.as_mut() {
+            d.insert(spi);
+        }
+    }
+
+    fn clock(&self, now: Instant) -> crate::persist::Clock {
+        let since = now.saturating_duration_since(self.start).as_millis() as i64;
+        crate::persist::Clock { now, unix_ms: self.start_unix.saturating_mul(1000).saturating_add(since) }
+    }
+
+    /// The checkpoint of every IKE SA changed since the last call (see [`crate::persist`]):
+    /// `(our SPI, Some(bytes))` for one to keep, `(our SPI, None)` for one that is gone or no
+    /// longer kept. Write them before sending what [`poll_output`](Self::poll_output) gave.
+    pub fn take_checkpoints(&mut self, now: Instant) -> Vec<(u64, Option<Vec<u8>>)> {
+        let Some(d) = self.dirty.as_mut() else { return Vec::new() };
+        let spis: Vec<u64> = d.drain().collect();
+        let c = self.clock(now);
+        spis.into_iter()
+            .map(|s| (s, self.sas.get(&s).and_then(|sa| crate::persist::checkpoint(sa, &self.cfg, c))))
+            .collect()
+    }
+
+    /// The checkpoint of every IKE SA that is kept (to compact a journal).
+    pub fn checkpoint_all(&self, now: Instant) -> Vec<(u64, Vec<u8>)> {
+        let c = self.clock(now);
+        self.sas.iter().filter_map(|(s, sa)| Some((*s, crate::persist::checkpoint(sa, &self.cfg, c)?))).collect()
+    }
+
+    /// The cookie the next CHILD SA gets, less one (kept with the checkpoints: a cookie is
+    /// never given twice, not even across a restart).
+    pub fn last_cookie(&self) -> u64 {
+        self.next_cookie
+    }
+
+    /// Brings back the IKE SAs of `checkpoints` into an endpoint that has none yet, with
+    /// their leases; CHILD SA cookies continue after `last_cookie`. Nothing is output for
+    /// what comes back (the data plane still has it, or is given it by the caller, from
+    /// [`installed`](Self::installed)); SAs whose connection is gone are deleted with the
+    /// peer told. A checkpoint that does not read is an error, and nothing is restored.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        checkpoints: &[Vec<u8>],
+        last_cookie: u64,
+    ) -> Result<Restored, crate::persist::RestoreError> {
+        let c = self.clock(now);
+        let sas = checkpoints
+            .iter()
+            .map(|b| crate::persist::restore(b, &self.cfg, self.p, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut r = Restored::default();
+        let mut orphans = Vec::new();
+        let mut top = last_cookie;
+        for (sa, gone_conn) in sas {
+            let spi = sa.spi;
+            if self.sas.contains_key(&spi) {
+                return Err(crate::persist::RestoreError(format!("two checkpoints of IKE SA {spi:016x}")));
+            }
+            r.ike_sas += 1;
+            r.child_sas += sa.children.len();
+            top = sa.children.iter().map(|c| c.cookie).fold(top, u64::max);
+            let who = sa.peer.as_ref().map(|p| identity::display_identity(&p.id)).unwrap_or_default();
+            let pools: Vec<usize> = sa.connection(&self.cfg).map(|c| c.pools.clone()).unwrap_or_default();
+            for &a in &sa.vips {
+                let mut leased = false;
+                for &i in &pools {
+                    if let Some(p) = self.pools.get_mut(i) {
+                        if p.acquire_exactly(spi, &who, a) {
+                            leased = true;
+                            break;
+                        }
+                    }
+                }
+                if !leased {
+                    r.lost_leases.push((spi, a));
+                }
+            }
+            if gone_conn.is_some() {
+                orphans.push(spi);
+            }
+            self.insert(now, sa);
+        }
+        self.next_cookie = top;
+        for spi in orphans {
+            // As a reload does: the peer is told.
+            r.deleted += 1;
+            self.terminate(now, spi);
+        }
+        let all: Vec<u64> = self.sas.keys().copied().collect();
+        for s in all {
+            self.touch(s);
+        }
+        Ok(r)
     }
 
     pub fn config(&self) -> &Arc<IkeConfig> {
@@ -172,6 +288,11 @@ impl Endpoint {
             }
         }
         let old_cfg = std::mem::replace(&mut self.cfg, cfg);
+        // Checkpoints name the connection: write them all again.
+        let all: Vec<u64> = self.sas.keys().copied().collect();
+        for s in all {
+            self.touch(s);
+        }
         self.pools = pools;
         let mut doomed = Vec::new();
         for sa in self.sas.values_mut() {
@@ -222,6 +343,7 @@ impl Endpoint {
     }
 
     fn with_sa<R>(&mut self, spi: u64, now: Instant, f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R) -> Option<R> {
+        self.touch(spi);
         let (mut ctx, sas, _) = self.split(now);
         let sa = sas.get_mut(&spi)?;
         Some(f(sa, &mut ctx))
@@ -361,6 +483,7 @@ impl Endpoint {
 
     fn insert(&mut self, now: Instant, sa: Box<IkeSa>) {
         let spi = sa.spi;
+        self.touch(spi);
         for c in &sa.children {
             self.children.insert(c.cookie, spi);
         }
@@ -439,6 +562,7 @@ impl Endpoint {
         for e in effects {
             match e {
                 Effect::Gone(s) => {
+                    self.touch(s);
                     self.unscheduled.remove(&s);
                     if let Some(sa) = self.sas.remove(&s) {
                         self.forget_half_open(sa.spi);
@@ -460,6 +584,7 @@ impl Endpoint {
                     self.reschedule(now, new);
                 }
                 Effect::Deadline { spi: s, at } => {
+                    self.touch(s);
                     if let Some(sa) = self.sas.get_mut(&s) {
                         sa.expire_at = Some(sa.expire_at.map_or(at, |t| t.min(at)));
                         sa.rekey_at = None;
@@ -484,6 +609,8 @@ impl Endpoint {
                         });
                         continue;
                     }
+                    self.touch(spi);
+                    self.touch(to);
                     let moved = self
                         .sas
                         .get_mut(&spi)

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod message;
 pub mod nat;
+pub mod persist;
 pub mod pki;
 pub mod pool;
 pub mod proposal;
@@ -22,7 +23,7 @@ pub mod sa;
 pub mod sk;
 pub mod ts;
 
-pub use endpoint::{ChildInfo, Endpoint, EndpointError, IkeSaInfo};
+pub use endpoint::{ChildInfo, Endpoint, EndpointError, IkeSaInfo, Restored};
 pub use exchange::auth::InitiatorOptions;
 pub use exchange::ChildEvent;
 pub use sa::{ChildInstall, ChildKeys, CloseReason, Datagram, Event, IkeSaKeys, Output, Stats, TraceScope};

@@ -134,6 +134,26 @@ impl Pool {
         Some(self.addr(pick))
     }
 
+    /// Leases exactly `addr` to `holder` (an IKE SA restored from its checkpoint): false if
+    /// it is not in this pool or leased to another holder.
+    pub fn acquire_exactly(&mut self, holder: Holder, identity: &str, addr: IpAddr) -> bool {
+        if addr.is_ipv4() != self.v4 {
+            return false;
+        }
+        let x = as_u128(addr);
+        if !self.contains(x) || self.leases.get(&x).is_some_and(|h| *h != holder) {
+            return false;
+        }
+        if let Some(old) = self.held.insert(holder, x) {
+            if old != x {
+                self.leases.remove(&old);
+            }
+        }
+        self.leases.insert(x, holder);
+        self.remember(identity, x);
+        true
+    }
+
     /// Records `x` as `identity`'s last address.
     fn remember(&mut self, identity: &str, x: u128) {
         match self.last.insert(identity.to_string(), x) {

@@ -329,6 +329,12 @@ pub trait DhSecret: Send + fmt::Debug {
     /// length; ECP: the x coordinate; Curve25519: the 32-byte output), after checking the
     /// peer's public value (RFC 6989).
     fn agree(&self, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
+    /// The private value as [`CryptoProvider::dh_restore`] takes it, for the checkpoint of an
+    /// exchange in flight (a restarted esprit-ike completes it): the MODP exponent or the ECP
+    /// scalar (big-endian), or the X25519 scalar. `None`: this provider cannot export it.
+    fn private(&self) -> Option<Zeroizing<Vec<u8>>> {
+        None
+    }
 }
 
 /// A source of the primitives.
@@ -362,6 +368,12 @@ pub trait CryptoProvider: Send + Sync + fmt::Debug {
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError>;
     /// A fresh private value for `group`.
     fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError>;
+    /// A private value [`DhSecret::private`] gave, back as a secret (a checkpointed exchange
+    /// resumed). Never for a new exchange: a private value must be fresh.
+    fn dh_restore(&self, group: DhGroup, private: &[u8]) -> Result<Box<dyn DhSecret>, CryptoError> {
+        let _ = private;
+        Err(CryptoError::Library(format!("{} cannot restore a {group:?} private value", self.name())))
+    }
 }
 
 /// `base`'s primitives with randomness (SPIs, nonces, IVs, cookies) from `random`: for tests
@@ -415,6 +427,9 @@ impl CryptoProvider for WithRandom {
     }
     fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError> {
         self.base.dh_generate(group)
+    }
+    fn dh_restore(&self, group: DhGroup, private: &[u8]) -> Result<Box<dyn DhSecret>, CryptoError> {
+        self.base.dh_restore(group, private)
     }
 }
 

@@ -58,6 +58,12 @@ impl OpensslProvider {
     /// must be fresh ([`CryptoProvider::dh_generate`]).
     #[doc(hidden)]
     pub fn dh_from_private_for_tests(&self, group: DhGroup, private: &[u8]) -> Result<Box<dyn DhSecret>, CryptoError> {
+        self.dh_restore(group, private)
+    }
+}
+
+impl OpensslProvider {
+    fn dh_from_private(&self, group: DhGroup, private: &[u8]) -> Result<Box<dyn DhSecret>, CryptoError> {
         let key = match group {
             DhGroup::Modp2048 | DhGroup::Modp3072 | DhGroup::Modp4096 => {
                 let x = Zeroizing::new(private.to_vec());
@@ -189,6 +195,10 @@ impl CryptoProvider for OpensslProvider {
         // were checked above.
         c.finalize(&mut out[n..]).map_err(|_| CryptoError::Integrity)?;
         Ok(out)
+    }
+
+    fn dh_restore(&self, group: DhGroup, private: &[u8]) -> Result<Box<dyn DhSecret>, CryptoError> {
+        self.dh_from_private(group, private)
     }
 
     fn dh_generate(&self, group: DhGroup) -> Result<Box<dyn DhSecret>, CryptoError> {
@@ -416,6 +426,15 @@ impl DhSecret for OsslDh {
 
     fn public(&self) -> &[u8] {
         &self.public
+    }
+
+    fn private(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let v = match self.group {
+            DhGroup::Modp2048 | DhGroup::Modp3072 | DhGroup::Modp4096 => self.key.dh().ok()?.private_key().to_vec(),
+            DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => self.key.ec_key().ok()?.private_key().to_vec(),
+            DhGroup::Curve25519 => self.key.raw_private_key().ok()?,
+        };
+        Some(Zeroizing::new(v))
     }
 
     fn agree(&self, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {

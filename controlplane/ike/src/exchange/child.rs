@@ -130,8 +130,14 @@ fn child_request(sa: &mut IkeSa, ctx: &mut Ctx<'_>, id: u32, pl: &[Payload], pro
         }
     };
     let (Some(tsi), Some(tsr)) = ts_of(pl) else { return reply(sa, ctx, NotifyType::INVALID_SYNTAX, vec![]) };
-    let tsi_n = ts::narrow(tsi, &remote_allowed(sa, &conn));
-    let tsr_n = ts::narrow(tsr, &conn.local_ts);
+    // A rekey keeps what the old pair had (our own initiator has its virtual IP on its side,
+    // not in the connection's selectors); a new pair gets what the connection allows.
+    let (peer_allowed, our_allowed) = match old.and_then(|c| sa.child(c)) {
+        Some(c) => (c.remote_ts.clone(), c.local_ts.clone()),
+        None => (remote_allowed(sa, &conn), conn.local_ts.clone()),
+    };
+    let tsi_n = ts::narrow(tsi, &peer_allowed);
+    let tsr_n = ts::narrow(tsr, &our_allowed);
     if tsi_n.is_empty() || tsr_n.is_empty() {
         return reply(sa, ctx, NotifyType::TS_UNACCEPTABLE, vec![]);
     }
