@@ -273,7 +273,7 @@ class Lab:
             sh(["umount", "-l", m], check=False)
         Hugepages.release_recorded(self.dir)
         for f in pathlib.Path("/dev/shm").glob(f"esprit-{self.ring}*"):
-            if f.name in (f"esprit-{self.ring}", f"esprit-{self.ring}-stats"):
+            if f.name in (f"esprit-{self.ring}", f"esprit-{self.ring}-stats", f"esprit-{self.ring}-ike-state"):
                 with contextlib.suppress(OSError):
                     f.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -1331,7 +1331,21 @@ interface = "outside"
         self.start_dataplane()
         cfg = self.dir / "esprit-ike.toml"
         cfg.write_text(ike_config or esprit_ike_config(self.conn, self.lab, self.dir))
-        with open(self.ike_out, "w") as f:
+        # A new gateway: no state from an esprit-ike of an earlier test.
+        self.ike_state().unlink(missing_ok=True)
+        self.ike_out.write_text("")
+        self.start_ike(ike_in_host)
+        return self
+
+    def ike_state(self):
+        """esprit-ike's journal (beside the ring): what a restarted esprit-ike carries on from."""
+        return pathlib.Path(f"/dev/shm/esprit-{self.lab.ring}-ike-state")
+
+    def start_ike(self, ike_in_host=False):
+        """esprit-ike alone (again, after a kill: it restores its SAs from its journal)."""
+        cfg = self.dir / "esprit-ike.toml"
+        (self.dir / "esprit-ike.sock").unlink(missing_ok=True)  # a killed one leaves it
+        with open(self.ike_out, "a") as f:
             argv = esprit_ike_command(self.ike_bin, cfg)
             if ike_in_host:
                 self.ike = subprocess.Popen([str(a) for a in argv], stdout=f, stderr=subprocess.STDOUT,
@@ -1340,7 +1354,6 @@ interface = "outside"
             else:
                 self.ike = self.lab.spawn("gw", argv, stdout=f, stderr=subprocess.STDOUT)
         esprit_ike_wait_ready(self)
-        return self
 
     def stop(self):
         for p in (self.ike, self.dp):

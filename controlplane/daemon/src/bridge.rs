@@ -4,7 +4,7 @@
 //! restarted data plane be refilled and keeps a policy from being deleted by a pair that no
 //! longer owns it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use esprit_ikev2::{ChildEvent, ChildInstall, Output};
@@ -27,6 +27,9 @@ pub struct Mirror {
     pub pairs: HashMap<u64, ChildInstall>,
     /// (our side, their side) → cookie of the pair the policy points at.
     pub policies: BTreeMap<(IpCidr, IpCidr), u64>,
+    /// Pairs whose outbound SA a restarted data plane lost: never installed again (its
+    /// sequence numbers were used under these keys); they are being rekeyed.
+    pub retired: BTreeSet<u64>,
 }
 
 fn add_sa(c: &ChildInstall, dir: SaDirection) -> Message {
@@ -107,6 +110,7 @@ impl Mirror {
                 v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::Out, spi: *spi_out }));
                 v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::In, spi: *spi_in }));
                 self.pairs.remove(cookie);
+                self.retired.remove(cookie);
             }
             Output::UpdatePeer { cookie, spi_in, spi_out, remote } => {
                 if let Some(p) = self.pairs.get_mut(cookie) {
@@ -124,13 +128,14 @@ impl Mirror {
     /// reusing one would repeat a GCM nonce. Inbound SAs and the policies come back (a
     /// policy without its SA drops, it never sends in clear), and every pair is rekeyed at
     /// once (the caller asks the endpoint); the new pairs replace them within a round trip.
-    pub fn refill(&self, keepalive: Option<u32>) -> (Vec<Message>, Vec<u64>) {
+    pub fn refill(&mut self, keepalive: Option<u32>) -> (Vec<Message>, Vec<u64>) {
         let mut v = vec![Message::Flush];
         if let Some(k) = keepalive {
             v.push(Message::SetKeepalive { interval_secs: k });
         }
         let mut cookies: Vec<u64> = self.pairs.keys().copied().collect();
         cookies.sort_unstable();
+        self.retired.extend(cookies.iter().copied());
         for c in &cookies {
             v.push(add_sa(&self.pairs[c], SaDirection::In));
         }
@@ -141,6 +146,65 @@ impl Mirror {
         }
         v.push(Message::SyncDone);
         (v, cookies)
+    }
+}
+
+impl Mirror {
+    /// The mirror of what a restored endpoint has installed (`retired`: pairs whose outbound
+    /// SA must not come back). A policy claimed by two pairs goes to the newest.
+    pub fn rebuild(installed: Vec<ChildInstall>, retired: &BTreeSet<u64>) -> Mirror {
+        let mut m = Mirror::default();
+        let mut all = installed;
+        all.sort_by_key(|c| c.cookie);
+        for c in all {
+            if c.route {
+                for &(src, dst) in &c.policies {
+                    m.policies.insert((src, dst), c.cookie);
+                }
+            }
+            if retired.contains(&c.cookie) {
+                m.retired.insert(c.cookie);
+            }
+            m.pairs.insert(c.cookie, c);
+        }
+        m
+    }
+
+    /// Brings a data plane that kept running while esprit-ike restarted in line with the
+    /// restored state, without a flush (the SAs it has keep their sequence numbers and replay
+    /// windows): the pairs removed just before the crash are deleted (their DeleteSa may not
+    /// have left), every pair is added (the data plane refuses those it has, with `Exists`,
+    /// and keeps them; one it lacks was never used), every policy is pointed again.
+    pub fn reconcile(&self, keepalive: Option<u32>, tombstones: &[(u32, u32)]) -> Vec<Message> {
+        let mut v = Vec::new();
+        if let Some(k) = keepalive {
+            v.push(Message::SetKeepalive { interval_secs: k });
+        }
+        let live_in: HashSet<u32> = self.pairs.values().map(|p| p.spi_in).collect();
+        let live_out: HashSet<u32> = self.pairs.values().map(|p| p.spi_out).collect();
+        for &(spi_in, spi_out) in tombstones {
+            if !live_out.contains(&spi_out) {
+                v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::Out, spi: spi_out }));
+            }
+            if !live_in.contains(&spi_in) {
+                v.push(Message::DeleteSa(DeleteSa { direction: SaDirection::In, spi: spi_in }));
+            }
+        }
+        let mut cookies: Vec<u64> = self.pairs.keys().copied().collect();
+        cookies.sort_unstable();
+        for c in &cookies {
+            v.push(add_sa(&self.pairs[c], SaDirection::In));
+            if !self.retired.contains(c) {
+                v.push(add_sa(&self.pairs[c], SaDirection::Out));
+            }
+        }
+        for (&(src, dst), c) in &self.policies {
+            if let Some(p) = self.pairs.get(c) {
+                v.push(Message::AddPolicy(Policy { src, dst, spi_out: p.spi_out }));
+            }
+        }
+        v.push(Message::SyncDone);
+        v
     }
 }
 
@@ -223,5 +287,29 @@ mod tests {
         assert!(v.iter().all(|x| !matches!(x, Message::AddSa(a) if a.direction == SaDirection::Out)));
         assert!(matches!(&v[4], Message::AddPolicy(p) if p.spi_out == 0x201), "the rekeyed pair owns the route");
         assert_eq!(cookies, [1, 2], "every pair is rekeyed");
+        assert_eq!(m.retired.iter().copied().collect::<Vec<_>>(), [1, 2], "their outbound SAs never come back");
+    }
+
+    #[test]
+    fn a_restarted_control_plane_reconciles_without_a_flush() {
+        let mut a = pair(1, 0x100, 0x200, true);
+        let b = pair(2, 0x101, 0x201, true);
+        a.route = false;
+        let m = Mirror::rebuild(vec![b.clone(), a], &[1].into_iter().collect());
+        assert_eq!(m.policies.values().copied().collect::<Vec<_>>(), [2], "the routed pair owns the policy");
+        let v = m.reconcile(Some(20), &[(0x100, 0x999), (0x555, 0x666)]);
+        assert_eq!(
+            kinds(&v),
+            ["SetKeepalive", "DeleteSa", "DeleteSa", "DeleteSa", "AddSa", "AddSa", "AddSa", "AddPolicy", "SyncDone"]
+        );
+        assert!(!v.iter().any(|x| matches!(x, Message::Flush)));
+        // The tombstone's inbound SPI 0x100 is live again (pair 1): only its outbound goes.
+        assert!(matches!(&v[1], Message::DeleteSa(d) if d.direction == SaDirection::Out && d.spi == 0x999));
+        // Pair 1 is retired: inbound only; pair 2 both ways.
+        let adds: Vec<(SaDirection, u32)> = v
+            .iter()
+            .filter_map(|x| if let Message::AddSa(a) = x { Some((a.direction, a.spi)) } else { None })
+            .collect();
+        assert_eq!(adds, [(SaDirection::In, 0x100), (SaDirection::In, 0x101), (SaDirection::Out, 0x201)]);
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::bridge::{self, Mirror};
 use crate::config::Config;
 use crate::ctl::Request;
+use crate::journal::{self, Journal};
 use crate::metrics::{self, Metrics};
 use crate::trace::{self, Trace};
 
@@ -31,6 +32,10 @@ pub struct Counters {
     pub apply_errors: u64,
     pub hellos: u64,
     pub transmits_dropped: u64,
+    /// Journal writes that failed (the state since is not crash-safe).
+    pub journal_errors: u64,
+    /// AddSa refused as `Exists` while reconciling after a restart: the data plane kept them.
+    pub resync_kept: u64,
 }
 
 pub struct Core {
@@ -51,6 +56,15 @@ pub struct Core {
     trace: Option<Trace>,
     next_trace_id: u32,
     log_budget: LogBudget,
+    /// Where the state survives a crash (none: it could not be written).
+    journal: Option<Journal>,
+    /// Pairs removed this turn (tombstones) and pairs retired (data plane restarted).
+    removed: Vec<(u32, u32)>,
+    retired: Vec<u64>,
+    pairs_added: Vec<(u64, u32, u32)>,
+    pairs_removed: Vec<u64>,
+    /// Reconciling with the data plane after a restart, until its SyncDone is acknowledged.
+    resyncing: bool,
 }
 
 /// Failed authentications and refused requests are logged at most this many times a second
@@ -130,11 +144,53 @@ impl Core {
         ctl: mpsc::Receiver<Request>,
     ) -> Result<Core, String> {
         let now = Instant::now();
-        let ep = Endpoint::new(cfg.ike.clone(), esprit_ikev2::crypto::default_provider(), now, unix_now())
-            .map_err(|e| e.to_string())?;
+        let new_endpoint = || {
+            Endpoint::new(cfg.ike.clone(), esprit_ikev2::crypto::default_provider(), now, unix_now())
+                .map_err(|e| e.to_string())
+        };
+        let mut ep = new_endpoint()?;
         let (tx, rx) = ch.split();
         let ring = esprit_ring::shm_path(&cfg.daemon.ring).map_err(|e| e.to_string())?;
         let stats_path = std::path::PathBuf::from(format!("{}-stats", ring.display()));
+        let state_path = std::path::PathBuf::from(format!("{}-ike-state", ring.display()));
+        let set_aside = |why: &str| {
+            let bad = state_path.with_extension("bad");
+            let _ = std::fs::rename(&state_path, &bad);
+            tracing::error!(journal = %state_path.display(), set_aside = %bad.display(), reason = why,
+                "cannot restore the IKE state: starting empty (the data plane is flushed; clients reconnect)");
+        };
+        let restored = match journal::load(&state_path) {
+            Ok(Some(st)) => {
+                let cps: Vec<Vec<u8>> = st.sas.values().cloned().collect();
+                match ep.restore(now, &cps, st.last_cookie) {
+                    Ok(r) => {
+                        tracing::info!(
+                            journal = %state_path.display(),
+                            ike_sas = r.ike_sas,
+                            child_sas = r.child_sas,
+                            deleted = r.deleted,
+                            "IKE state restored: carrying on with the SAs of the previous esprit-ike"
+                        );
+                        for (spi, a) in &r.lost_leases {
+                            tracing::warn!(ike_spi = format_args!("{spi:016x}"), addr = %a,
+                                "restored IKE SA's virtual IP is no longer in its pools");
+                        }
+                        Some(st)
+                    }
+                    Err(e) => {
+                        set_aside(&e.to_string());
+                        ep = new_endpoint()?;
+                        None
+                    }
+                }
+            }
+            Ok(None) => None,
+            Err(e) => {
+                set_aside(&e);
+                None
+            }
+        };
+        ep.enable_checkpoints();
         let mut core = Core {
             cfg,
             cfg_path,
@@ -152,11 +208,48 @@ impl Core {
             trace: None,
             next_trace_id: 1,
             log_budget: LogBudget::new(now),
+            journal: None,
+            removed: Vec::new(),
+            retired: Vec::new(),
+            pairs_added: Vec::new(),
+            pairs_removed: Vec::new(),
+            resyncing: false,
         };
-        // We start with no IKE SA: whatever a previous esprit-ike left in the data plane has
-        // no keys to rekey it or peers to answer; clear it.
-        let (msgs, _) = core.mirror.refill(core.cfg.daemon.keepalive);
-        core.waiting.extend(msgs);
+        let tombstones = match &restored {
+            Some(st) => {
+                // The data plane kept running: bring it in line, no flush.
+                core.mirror = Mirror::rebuild(core.ep.installed(), &st.retired);
+                // What the data plane may hold and no restored SA has (an IKE SA being deleted
+                // at the crash is not kept): deleted with the tombstones.
+                let mut doomed = st.tombstones.clone();
+                doomed.extend(st.pairs.iter().filter(|(c, _)| !core.mirror.pairs.contains_key(c)).map(|(_, p)| *p));
+                let msgs = core.mirror.reconcile(core.cfg.daemon.keepalive, &doomed);
+                core.waiting.extend(msgs);
+                core.resyncing = true;
+                doomed
+            }
+            None => {
+                // No IKE SA: whatever a previous esprit-ike left in the data plane has no
+                // keys to rekey it or peers to answer; clear it.
+                let (msgs, _) = core.mirror.refill(core.cfg.daemon.keepalive);
+                core.waiting.extend(msgs);
+                Vec::new()
+            }
+        };
+        let st = journal::State {
+            sas: core.ep.checkpoint_all(now).into_iter().collect(),
+            last_cookie: core.ep.last_cookie(),
+            tombstones,
+            retired: core.mirror.retired.clone(),
+            pairs: core.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
+        };
+        match Journal::create(&state_path, &st) {
+            Ok(j) => core.journal = Some(j),
+            Err(e) => {
+                core.counters.journal_errors += 1;
+                tracing::error!(error = %e, "no journal: a crash of esprit-ike would lose every SA");
+            }
+        }
         Ok(core)
     }
 
@@ -176,6 +269,7 @@ impl Core {
             self.turn(Duration::from_millis(5));
         }
         self.flush_outputs();
+        self.journal_turn(Instant::now());
         self.send_waiting(Duration::from_millis(200));
         tracing::info!(ike_sas = spis.len(), "esprit-ike stopped");
     }
@@ -217,7 +311,51 @@ impl Core {
         }
         self.trace_timers();
         self.flush_outputs();
+        self.journal_turn(Instant::now());
         self.send_waiting(Duration::ZERO);
+    }
+
+    /// Journals what this turn changed, before any of it is sent (see [`crate::journal`]).
+    fn journal_turn(&mut self, now: Instant) {
+        let Some(j) = self.journal.as_mut() else {
+            // Keep the endpoint's change set from growing.
+            let _ = self.ep.take_checkpoints(now);
+            return;
+        };
+        let t = journal::Turn {
+            checkpoints: self.ep.take_checkpoints(now),
+            last_cookie: self.ep.last_cookie(),
+            tombstones: std::mem::take(&mut self.removed),
+            retired: std::mem::take(&mut self.retired),
+            pairs_added: std::mem::take(&mut self.pairs_added),
+            pairs_removed: std::mem::take(&mut self.pairs_removed),
+            deletions_sent: !self.waiting.iter().any(|m| matches!(m, Message::DeleteSa(_))),
+        };
+        let r = j.commit(t).and_then(|()| {
+            if !j.wants_compaction() {
+                return Ok(());
+            }
+            let live: std::collections::BTreeSet<u64> = self.mirror.pairs.keys().copied().collect();
+            let st = journal::State {
+                sas: self.ep.checkpoint_all(now).into_iter().collect(),
+                last_cookie: self.ep.last_cookie(),
+                tombstones: Vec::new(),
+                retired: j.retired().intersection(&live).copied().collect(),
+                pairs: self.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
+            };
+            // Deletions still waiting keep their tombstones: compact later.
+            if j.has_tombstones() {
+                return Ok(());
+            }
+            j.compact(&st)
+        });
+        if let Err(e) = r {
+            self.counters.journal_errors += 1;
+            if self.counters.journal_errors == 1 || self.counters.journal_errors.is_power_of_two() {
+                tracing::error!(error = %e, failures = self.counters.journal_errors,
+                    "cannot journal the IKE state: a crash of esprit-ike now would lose SAs");
+            }
+        }
     }
 
     fn on_message(&mut self, m: Message) {
@@ -246,6 +384,8 @@ impl Core {
                 // What waited was for the previous data plane; the refill supersedes it.
                 self.waiting.retain(|m| matches!(m, Message::Transmit(_)));
                 self.waiting.extend(msgs);
+                self.retired.extend(cookies.iter().copied());
+                self.resyncing = false;
                 for c in cookies {
                     self.ep.rekey_child(now, c);
                 }
@@ -260,6 +400,21 @@ impl Core {
                 if let Some(t) = self.trace.as_mut().filter(|t| t.id == a.spi) {
                     t.dataplane_answer(Ok(()));
                 }
+            }
+            Message::Ack(a) if a.kind == esprit_ring::MessageKind::SyncDone => {
+                if std::mem::take(&mut self.resyncing) {
+                    tracing::info!(
+                        kept = self.counters.resync_kept,
+                        "data plane reconciled with the restored IKE state"
+                    );
+                }
+            }
+            Message::Error(e)
+                if self.resyncing
+                    && e.about.kind == esprit_ring::MessageKind::AddSa
+                    && e.code == esprit_ring::message::ErrorCode::Exists =>
+            {
+                self.counters.resync_kept += 1;
             }
             Message::Error(e) => {
                 self.counters.apply_errors += 1;
@@ -307,6 +462,14 @@ impl Core {
                     }
                     _ => {}
                 }
+            }
+            match &o {
+                Output::Remove { cookie, spi_in, spi_out, .. } => {
+                    self.removed.push((*spi_in, *spi_out));
+                    self.pairs_removed.push(*cookie);
+                }
+                Output::Install(c) => self.pairs_added.push((c.cookie, c.spi_in, c.spi_out)),
+                _ => {}
             }
             let msgs = self.mirror.translate(&o);
             self.waiting.extend(msgs);
@@ -566,6 +729,12 @@ impl Core {
                     "endpoint": format!("{s:?}"),
                     "daemon": format!("{:?}", self.counters),
                     "waiting_for_ring": self.waiting.len(),
+                    "journal": self.journal.as_ref().map(|j| json!({
+                        "path": j.path().display().to_string(),
+                        "bytes": j.bytes(),
+                        "frames": j.frames,
+                        "compactions": j.compactions,
+                    })),
                     "dataplane_alive": self.rx.region().peer().alive,
                 }})
             }

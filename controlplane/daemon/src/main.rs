@@ -8,6 +8,7 @@ mod bridge;
 mod config;
 mod core;
 mod ctl;
+mod journal;
 mod metrics;
 mod trace;
 

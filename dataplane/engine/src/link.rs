@@ -159,6 +159,20 @@ impl Link {
             Message::AddSa(a) => {
                 let s = subject(MessageKind::AddSa, a.spi, a.cookie);
                 let d = dir(a.direction);
+                // Never replace a live SA: its sequence numbers (outbound) or replay window
+                // (inbound) would start again under the same keys. A restarted esprit-ike
+                // re-adds what it journalled and is told which ones are here already.
+                let present = match d {
+                    Direction::In => c.shared().sa_in.get(&a.spi, &g).is_some(),
+                    Direction::Out => c.shared().sa_out.get(&a.spi, &g).is_some(),
+                };
+                if present {
+                    return Err((
+                        s,
+                        ErrorCode::Exists,
+                        format!("{:?} SA {:#x} is installed already; kept", a.direction, a.spi),
+                    ));
+                }
                 let params = SaParams {
                     spi: a.spi,
                     transform: a.transform,

@@ -122,6 +122,14 @@ fn sas_with_resync_and_events_with_cookies() {
     let sh = r.control.shared().clone();
     assert_eq!(sh.sa_out.get(&0x2002, &g).unwrap().seq_used(), 1000, "resynchronised: no number reused");
 
+    // Adding an SA that is installed (a restarted esprit-ike reconciling) is refused with
+    // Exists and the installed one is kept: its sequence numbers do not start again.
+    r.send(Message::AddSa(Box::new(add_sa(SaDirection::Out, 0x2002, 77))));
+    r.apply();
+    let e = r.refused();
+    assert_eq!((e.len(), e[0].0, e[0].1), (1, MessageKind::AddSa, ErrorCode::Exists), "{e:?}");
+    assert_eq!(sh.sa_out.get(&0x2002, &g).unwrap().seq_used(), 1000, "the installed SA is kept");
+
     // A reserved SPI and an unknown SA are refused with their reasons.
     r.send(Message::AddSa(Box::new(add_sa(SaDirection::In, 200, 78))));
     r.send(Message::DeleteSa(DeleteSa { direction: SaDirection::In, spi: 0x9999 }));
