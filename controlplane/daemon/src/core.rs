@@ -161,7 +161,7 @@ impl Core {
         };
         let restored = match journal::load(&state_path) {
             Ok(Some(st)) => {
-                let cps: Vec<Vec<u8>> = st.sas.values().cloned().collect();
+                let cps: Vec<&[u8]> = st.sas.values().map(|c| c.as_slice()).collect();
                 match ep.restore(now, &cps, st.last_cookie) {
                     Ok(r) => {
                         tracing::info!(

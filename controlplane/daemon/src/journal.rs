@@ -17,6 +17,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use esprit_ikev2::persist::Checkpoint;
+use zeroize::Zeroizing;
+
 const MAGIC: &[u8; 8] = b"ESPRITJ1";
 
 const PUT: u8 = 1;
@@ -42,10 +45,10 @@ const COMPACT_FACTOR: u64 = 4;
 const COMPACT_SLACK: u64 = 4 << 20;
 
 /// What a journal holds.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct State {
     /// Checkpoint of each kept IKE SA, by our SPI.
-    pub sas: BTreeMap<u64, Vec<u8>>,
+    pub sas: BTreeMap<u64, Checkpoint>,
     pub last_cookie: u64,
     /// Pairs removed whose DeleteSa may not have reached the data plane: (spi_in, spi_out).
     pub tombstones: Vec<(u32, u32)>,
@@ -55,6 +58,19 @@ pub struct State {
     pub pairs: BTreeMap<u64, (u32, u32)>,
 }
 
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Checkpoints hold keys: their sizes only.
+        f.debug_struct("State")
+            .field("sas", &self.sas.iter().map(|(k, v)| (*k, v.len())).collect::<Vec<_>>())
+            .field("last_cookie", &self.last_cookie)
+            .field("tombstones", &self.tombstones)
+            .field("retired", &self.retired)
+            .field("pairs", &self.pairs)
+            .finish()
+    }
+}
+
 fn fnv(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3))
 }
@@ -62,7 +78,7 @@ fn fnv(b: &[u8]) -> u64 {
 /// One turn's changes.
 #[derive(Debug, Default)]
 pub struct Turn {
-    pub checkpoints: Vec<(u64, Option<Vec<u8>>)>,
+    pub checkpoints: Vec<(u64, Option<Checkpoint>)>,
     pub last_cookie: u64,
     pub tombstones: Vec<(u32, u32)>,
     pub retired: Vec<u64>,
@@ -134,7 +150,7 @@ fn apply(s: &mut State, mut b: &[u8]) -> Result<(), String> {
             PUT => {
                 let spi = u64_of(take(&mut b, 8)?);
                 let n = u32_of(take(&mut b, 4)?) as usize;
-                s.sas.insert(spi, take(&mut b, n)?.to_vec());
+                s.sas.insert(spi, Zeroizing::new(take(&mut b, n)?.to_vec()));
             }
             DROP => {
                 s.sas.remove(&u64_of(take(&mut b, 8)?));
@@ -167,7 +183,7 @@ fn apply(s: &mut State, mut b: &[u8]) -> Result<(), String> {
 /// Reads the journal at `path`: `None` if there is none.
 pub fn load(path: &Path) -> Result<Option<State>, String> {
     let data = match std::fs::read(path) {
-        Ok(d) => d,
+        Ok(d) => Zeroizing::new(d),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
@@ -368,13 +384,13 @@ mod tests {
         let p = dir().join("j");
         let mut j = Journal::create(&p, &State::default()).unwrap();
         j.commit(Turn {
-            checkpoints: vec![(1, Some(vec![1; 10])), (2, Some(vec![2; 5]))],
+            checkpoints: vec![(1, Some(Zeroizing::new(vec![1; 10]))), (2, Some(Zeroizing::new(vec![2; 5])))],
             last_cookie: 4,
             ..Turn::default()
         })
         .unwrap();
         j.commit(Turn {
-            checkpoints: vec![(2, None), (3, Some(vec![3]))],
+            checkpoints: vec![(2, None), (3, Some(Zeroizing::new(vec![3])))],
             last_cookie: 6,
             tombstones: vec![(0x100, 0x200)],
             retired: vec![6],
@@ -392,7 +408,12 @@ mod tests {
         assert!(load(&p).unwrap().unwrap().tombstones.is_empty());
         // A frame cut short by a crash is left out; the ones before stay.
         let before = std::fs::read(&p).unwrap();
-        j.commit(Turn { checkpoints: vec![(9, Some(vec![9; 100]))], last_cookie: 6, ..Turn::default() }).unwrap();
+        j.commit(Turn {
+            checkpoints: vec![(9, Some(Zeroizing::new(vec![9; 100])))],
+            last_cookie: 6,
+            ..Turn::default()
+        })
+        .unwrap();
         let all = std::fs::read(&p).unwrap();
         for cut in before.len()..all.len() {
             std::fs::write(&p, &all[..cut]).unwrap();
@@ -412,8 +433,12 @@ mod tests {
         let p = dir().join("k");
         let mut j = Journal::create(&p, &State::default()).unwrap();
         for i in 0..200u64 {
-            j.commit(Turn { checkpoints: vec![(i % 3, Some(vec![0; 50_000]))], last_cookie: i, ..Turn::default() })
-                .unwrap();
+            j.commit(Turn {
+                checkpoints: vec![(i % 3, Some(Zeroizing::new(vec![0; 50_000])))],
+                last_cookie: i,
+                ..Turn::default()
+            })
+            .unwrap();
         }
         assert!(j.wants_compaction(), "{} bytes for {} live", j.bytes, j.live_bytes);
         let s = load(&p).unwrap().unwrap();

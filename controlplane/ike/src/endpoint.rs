@@ -17,6 +17,7 @@ use crate::exchange::auth::InitiatorOptions;
 use crate::exchange::{self, init, ChildEvent};
 use crate::identity;
 use crate::message::{self, ExchangeType};
+use crate::persist::Checkpoint;
 use crate::pool::{Pool, PoolError};
 use crate::sa::{ChildInstall, CloseReason, Ctx, Effect, IkeSa, IkeSaKeys, Output, Queued, SaState, Stats, TraceScope};
 
@@ -173,7 +174,7 @@ impl Endpoint {
     /// The checkpoint of every IKE SA changed since the last call (see [`crate::persist`]):
     /// `(our SPI, Some(bytes))` for one to keep, `(our SPI, None)` for one that is gone or no
     /// longer kept. Write them before sending what [`poll_output`](Self::poll_output) gave.
-    pub fn take_checkpoints(&mut self, now: Instant) -> Vec<(u64, Option<Vec<u8>>)> {
+    pub fn take_checkpoints(&mut self, now: Instant) -> Vec<(u64, Option<Checkpoint>)> {
         let Some(d) = self.dirty.as_mut() else { return Vec::new() };
         let spis: Vec<u64> = d.drain().collect();
         let c = self.clock(now);
@@ -183,7 +184,7 @@ impl Endpoint {
     }
 
     /// The checkpoint of every IKE SA that is kept (to compact a journal).
-    pub fn checkpoint_all(&self, now: Instant) -> Vec<(u64, Vec<u8>)> {
+    pub fn checkpoint_all(&self, now: Instant) -> Vec<(u64, Checkpoint)> {
         let c = self.clock(now);
         self.sas.iter().filter_map(|(s, sa)| Some((*s, crate::persist::checkpoint(sa, &self.cfg, c)?))).collect()
     }
@@ -202,13 +203,13 @@ impl Endpoint {
     pub fn restore(
         &mut self,
         now: Instant,
-        checkpoints: &[Vec<u8>],
+        checkpoints: &[impl AsRef<[u8]>],
         last_cookie: u64,
     ) -> Result<Restored, crate::persist::RestoreError> {
         let c = self.clock(now);
         let sas = checkpoints
             .iter()
-            .map(|b| crate::persist::restore(b, &self.cfg, self.p, c))
+            .map(|b| crate::persist::restore(b.as_ref(), &self.cfg, self.p, c))
             .collect::<Result<Vec<_>, _>>()?;
         let mut r = Restored::default();
         let mut orphans = Vec::new();

@@ -30,6 +30,9 @@ use crate::message::{ExchangeType, IdType, Identification};
 use crate::sa::{Child, ChildInstall, ChildKeys, ChildState, IkeSa, PeerAuthenticated, Pending, Queued, SaState, Task};
 use crate::ts::TrafficSelector;
 
+/// One IKE SA's checkpoint: it holds keys, zeroized when dropped.
+pub type Checkpoint = Zeroizing<Vec<u8>>;
+
 const MAGIC: &[u8; 4] = b"EIKS";
 const VERSION: u8 = 1;
 
@@ -271,7 +274,7 @@ fn queued_tag(q: Queued) -> (u8, u64) {
 }
 
 /// The checkpoint of an SA that [`keeps`] says is kept.
-pub(crate) fn checkpoint(sa: &IkeSa, cfg: &IkeConfig, c: Clock) -> Option<Vec<u8>> {
+pub(crate) fn checkpoint(sa: &IkeSa, cfg: &IkeConfig, c: Clock) -> Option<Checkpoint> {
     if !keeps(sa) {
         return None;
     }
@@ -335,7 +338,7 @@ pub(crate) fn checkpoint(sa: &IkeSa, cfg: &IkeConfig, c: Clock) -> Option<Vec<u8
     for ch in &sa.children {
         child(&mut w, ch, c);
     }
-    Some(std::mem::take(&mut w.0))
+    Some(Zeroizing::new(std::mem::take(&mut w.0)))
 }
 
 /// Our request in flight: the datagrams (retransmitted as they were, so that message IDs

@@ -25,7 +25,7 @@ impl Journal {
     fn write(&mut self, ep: &mut Endpoint, now: Instant) {
         for (spi, c) in ep.take_checkpoints(now) {
             match c {
-                Some(b) => self.0.insert(spi, b),
+                Some(b) => self.0.insert(spi, b.to_vec()),
                 None => self.0.remove(&spi),
             };
         }
