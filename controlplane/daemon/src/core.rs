@@ -65,6 +65,8 @@ pub struct Core {
     pairs_removed: Vec<u64>,
     /// Reconciling with the data plane after a restart, until its SyncDone is acknowledged.
     resyncing: bool,
+    /// A DeleteSa still waited for room in the ring after the last send.
+    deletes_waiting: bool,
 }
 
 /// Failed authentications and refused requests are logged at most this many times a second
@@ -214,6 +216,7 @@ impl Core {
             pairs_added: Vec::new(),
             pairs_removed: Vec::new(),
             resyncing: false,
+            deletes_waiting: false,
         };
         let tombstones = match &restored {
             Some(st) => {
@@ -243,6 +246,7 @@ impl Core {
             retired: core.mirror.retired.clone(),
             pairs: core.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
         };
+        core.deletes_waiting = core.waiting.iter().any(|m| matches!(m, Message::DeleteSa(_)));
         match Journal::create(&state_path, &st) {
             Ok(j) => core.journal = Some(j),
             Err(e) => {
@@ -329,7 +333,7 @@ impl Core {
             retired: std::mem::take(&mut self.retired),
             pairs_added: std::mem::take(&mut self.pairs_added),
             pairs_removed: std::mem::take(&mut self.pairs_removed),
-            deletions_sent: !self.waiting.iter().any(|m| matches!(m, Message::DeleteSa(_))),
+            deletions_sent: !self.deletes_waiting,
         };
         let r = j.commit(t).and_then(|()| {
             if !j.wants_compaction() {
@@ -343,10 +347,6 @@ impl Core {
                 retired: j.retired().intersection(&live).copied().collect(),
                 pairs: self.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
             };
-            // Deletions still waiting keep their tombstones: compact later.
-            if j.has_tombstones() {
-                return Ok(());
-            }
             j.compact(&st)
         });
         if let Err(e) = r {
@@ -495,6 +495,7 @@ impl Core {
                 }
             }
         }
+        self.deletes_waiting = self.waiting.iter().any(|m| matches!(m, Message::DeleteSa(_)));
         let transmits = self.waiting.iter().filter(|m| matches!(m, Message::Transmit(_))).count();
         if transmits > MAX_WAITING_TRANSMITS {
             let mut extra = transmits - MAX_WAITING_TRANSMITS;

@@ -84,7 +84,7 @@ pub struct Turn {
     pub retired: Vec<u64>,
     pub pairs_added: Vec<(u64, u32, u32)>,
     pub pairs_removed: Vec<u64>,
-    /// No deletion waits to enter the ring any more.
+    /// Every deletion of earlier turns has entered the ring (this turn's are not sent yet).
     pub deletions_sent: bool,
 }
 
@@ -219,7 +219,8 @@ pub struct Journal {
     /// Size of each live checkpoint.
     live: HashMap<u64, u64>,
     live_bytes: u64,
-    tombstones: usize,
+    /// Tombstones not yet declared done (kept through compactions).
+    tombstones: Vec<(u32, u32)>,
     last_cookie: u64,
     retired: BTreeSet<u64>,
     pub frames: u64,
@@ -238,7 +239,7 @@ impl Journal {
             bytes,
             live_bytes: live.values().sum(),
             live,
-            tombstones: s.tombstones.len(),
+            tombstones: s.tombstones.clone(),
             last_cookie: s.last_cookie,
             retired: s.retired.clone(),
             frames: 0,
@@ -281,15 +282,16 @@ impl Journal {
             b.push(COOKIE);
             b.extend_from_slice(&t.last_cookie.to_be_bytes());
         }
+        // Before this turn's own: those wait to be sent.
+        if t.deletions_sent && !self.tombstones.is_empty() {
+            b.push(TOMBSTONES_DONE);
+            self.tombstones.clear();
+        }
         for (i, o) in &t.tombstones {
             b.push(TOMBSTONE);
             b.extend_from_slice(&i.to_be_bytes());
             b.extend_from_slice(&o.to_be_bytes());
-            self.tombstones += 1;
-        }
-        if t.tombstones.is_empty() && t.deletions_sent && self.tombstones > 0 {
-            b.push(TOMBSTONES_DONE);
-            self.tombstones = 0;
+            self.tombstones.push((*i, *o));
         }
         for c in &t.retired {
             if self.retired.insert(*c) {
@@ -324,10 +326,11 @@ impl Journal {
         self.bytes > COMPACT_FACTOR * self.live_bytes + COMPACT_SLACK
     }
 
-    /// Rewrites the file as `s` (everything live, from the endpoint). Retired cookies that
-    /// are no longer live are left out by the caller.
+    /// Rewrites the file as `s` (everything live, from the endpoint; the tombstones not yet
+    /// done are kept). Retired cookies that are no longer live are left out by the caller.
     pub fn compact(&mut self, s: &State) -> Result<(), String> {
-        let mut fresh = Journal::create(&self.path, s)?;
+        let s = State { tombstones: self.tombstones.clone(), ..s.clone() };
+        let mut fresh = Journal::create(&self.path, &s)?;
         fresh.frames = self.frames;
         fresh.compactions = self.compactions + 1;
         *self = fresh;
@@ -337,11 +340,6 @@ impl Journal {
     /// Retired cookies (kept across compactions while their pair lives).
     pub fn retired(&self) -> &BTreeSet<u64> {
         &self.retired
-    }
-
-    /// Tombstones were written and not yet declared done.
-    pub fn has_tombstones(&self) -> bool {
-        self.tombstones > 0
     }
 }
 
@@ -403,7 +401,13 @@ mod tests {
         assert_eq!(s.sas.keys().copied().collect::<Vec<_>>(), [1, 3]);
         assert_eq!(s.pairs.iter().map(|(c, p)| (*c, *p)).collect::<Vec<_>>(), [(6, (0x102, 0x202))]);
         assert_eq!((s.last_cookie, s.tombstones.clone(), s.retired.len()), (6, vec![(0x100, 0x200)], 1));
-        // The deletions reached the ring: the tombstones are done.
+        // The deletions reached the ring: the tombstones are done — not those of the same
+        // turn (they are not sent yet), and those survive a compaction.
+        j.commit(Turn { last_cookie: 6, deletions_sent: true, tombstones: vec![(7, 8)], ..Turn::default() }).unwrap();
+        assert_eq!(load(&p).unwrap().unwrap().tombstones, [(7, 8)]);
+        let st = load(&p).unwrap().unwrap();
+        j.compact(&State { tombstones: vec![], ..st }).unwrap();
+        assert_eq!(load(&p).unwrap().unwrap().tombstones, [(7, 8)]);
         j.commit(Turn { last_cookie: 6, deletions_sent: true, ..Turn::default() }).unwrap();
         assert!(load(&p).unwrap().unwrap().tombstones.is_empty());
         // A frame cut short by a crash is left out; the ones before stay.
