@@ -147,9 +147,7 @@ impl Mirror {
         v.push(Message::SyncDone);
         (v, cookies)
     }
-}
 
-impl Mirror {
     /// The mirror of what a restored endpoint has installed (`retired`: pairs whose outbound
     /// SA must not come back). A policy claimed by two pairs goes to the newest.
     pub fn rebuild(installed: Vec<ChildInstall>, retired: &BTreeSet<u64>) -> Mirror {

@@ -192,7 +192,6 @@ impl Core {
                 None
             }
         };
-        ep.enable_checkpoints();
         let mut core = Core {
             cfg,
             cfg_path,
@@ -239,16 +238,14 @@ impl Core {
                 Vec::new()
             }
         };
-        let st = journal::State {
-            sas: core.ep.checkpoint_all(now).into_iter().collect(),
-            last_cookie: core.ep.last_cookie(),
-            tombstones,
-            retired: core.mirror.retired.clone(),
-            pairs: core.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
-        };
+        let st = core.journal_state(now, tombstones);
         core.deletes_waiting = core.waiting.iter().any(|m| matches!(m, Message::DeleteSa(_)));
         match Journal::create(&state_path, &st) {
-            Ok(j) => core.journal = Some(j),
+            Ok(j) => {
+                // Changes are tracked only when they can be written.
+                core.ep.enable_checkpoints();
+                core.journal = Some(j);
+            }
             Err(e) => {
                 core.counters.journal_errors += 1;
                 tracing::error!(error = %e, "no journal: a crash of esprit-ike would lose every SA");
@@ -319,13 +316,20 @@ impl Core {
         self.send_waiting(Duration::ZERO);
     }
 
+    /// Everything live, as a journal holds it (to start one, or compact it).
+    fn journal_state(&self, now: Instant, tombstones: Vec<(u32, u32)>) -> journal::State {
+        journal::State {
+            sas: self.ep.checkpoint_all(now).into_iter().collect(),
+            last_cookie: self.ep.last_cookie(),
+            tombstones,
+            retired: self.mirror.retired.clone(),
+            pairs: self.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
+        }
+    }
+
     /// Journals what this turn changed, before any of it is sent (see [`crate::journal`]).
     fn journal_turn(&mut self, now: Instant) {
-        let Some(j) = self.journal.as_mut() else {
-            // Keep the endpoint's change set from growing.
-            let _ = self.ep.take_checkpoints(now);
-            return;
-        };
+        let Some(j) = self.journal.as_mut() else { return };
         let t = journal::Turn {
             checkpoints: self.ep.take_checkpoints(now),
             last_cookie: self.ep.last_cookie(),
@@ -335,20 +339,11 @@ impl Core {
             pairs_removed: std::mem::take(&mut self.pairs_removed),
             deletions_sent: !self.deletes_waiting,
         };
-        let r = j.commit(t).and_then(|()| {
-            if !j.wants_compaction() {
-                return Ok(());
-            }
-            let live: std::collections::BTreeSet<u64> = self.mirror.pairs.keys().copied().collect();
-            let st = journal::State {
-                sas: self.ep.checkpoint_all(now).into_iter().collect(),
-                last_cookie: self.ep.last_cookie(),
-                tombstones: Vec::new(),
-                retired: j.retired().intersection(&live).copied().collect(),
-                pairs: self.mirror.pairs.values().map(|p| (p.cookie, (p.spi_in, p.spi_out))).collect(),
-            };
-            j.compact(&st)
-        });
+        let mut r = j.commit(t);
+        if r.is_ok() && j.wants_compaction() {
+            let st = self.journal_state(now, Vec::new());
+            r = self.journal.as_mut().map_or(Ok(()), |j| j.compact(st));
+        }
         if let Err(e) = r {
             self.counters.journal_errors += 1;
             if self.counters.journal_errors == 1 || self.counters.journal_errors.is_power_of_two() {

@@ -222,7 +222,6 @@ pub struct Journal {
     /// Tombstones not yet declared done (kept through compactions).
     tombstones: Vec<(u32, u32)>,
     last_cookie: u64,
-    retired: BTreeSet<u64>,
     pub frames: u64,
     pub compactions: u64,
 }
@@ -241,7 +240,6 @@ impl Journal {
             live,
             tombstones: s.tombstones.clone(),
             last_cookie: s.last_cookie,
-            retired: s.retired.clone(),
             frames: 0,
             compactions: 0,
         })
@@ -294,16 +292,13 @@ impl Journal {
             self.tombstones.push((*i, *o));
         }
         for c in &t.retired {
-            if self.retired.insert(*c) {
-                b.push(RETIRED);
-                b.extend_from_slice(&c.to_be_bytes());
-            }
+            b.push(RETIRED);
+            b.extend_from_slice(&c.to_be_bytes());
         }
         for &(c, i, o) in &t.pairs_added {
             pair(&mut b, c, i, o);
         }
         for c in &t.pairs_removed {
-            self.retired.remove(c);
             b.push(UNPAIR);
             b.extend_from_slice(&c.to_be_bytes());
         }
@@ -327,19 +322,14 @@ impl Journal {
     }
 
     /// Rewrites the file as `s` (everything live, from the endpoint; the tombstones not yet
-    /// done are kept). Retired cookies that are no longer live are left out by the caller.
-    pub fn compact(&mut self, s: &State) -> Result<(), String> {
-        let s = State { tombstones: self.tombstones.clone(), ..s.clone() };
+    /// done are kept whatever `s` says).
+    pub fn compact(&mut self, mut s: State) -> Result<(), String> {
+        s.tombstones = self.tombstones.clone();
         let mut fresh = Journal::create(&self.path, &s)?;
         fresh.frames = self.frames;
         fresh.compactions = self.compactions + 1;
         *self = fresh;
         Ok(())
-    }
-
-    /// Retired cookies (kept across compactions while their pair lives).
-    pub fn retired(&self) -> &BTreeSet<u64> {
-        &self.retired
     }
 }
 
@@ -406,7 +396,7 @@ mod tests {
         j.commit(Turn { last_cookie: 6, deletions_sent: true, tombstones: vec![(7, 8)], ..Turn::default() }).unwrap();
         assert_eq!(load(&p).unwrap().unwrap().tombstones, [(7, 8)]);
         let st = load(&p).unwrap().unwrap();
-        j.compact(&State { tombstones: vec![], ..st }).unwrap();
+        j.compact(State { tombstones: vec![], ..st }).unwrap();
         assert_eq!(load(&p).unwrap().unwrap().tombstones, [(7, 8)]);
         j.commit(Turn { last_cookie: 6, deletions_sent: true, ..Turn::default() }).unwrap();
         assert!(load(&p).unwrap().unwrap().tombstones.is_empty());
@@ -446,7 +436,7 @@ mod tests {
         }
         assert!(j.wants_compaction(), "{} bytes for {} live", j.bytes, j.live_bytes);
         let s = load(&p).unwrap().unwrap();
-        j.compact(&s).unwrap();
+        j.compact(s.clone()).unwrap();
         assert!(!j.wants_compaction() && j.bytes() < 200_000);
         assert_eq!(load(&p).unwrap().unwrap(), s);
         use std::os::unix::fs::PermissionsExt;

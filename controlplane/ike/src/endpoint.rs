@@ -249,10 +249,6 @@ impl Endpoint {
             r.deleted += 1;
             self.terminate(now, spi);
         }
-        let all: Vec<u64> = self.sas.keys().copied().collect();
-        for s in all {
-            self.touch(s);
-        }
         Ok(r)
     }
 

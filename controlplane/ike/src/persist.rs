@@ -658,21 +658,11 @@ fn read_child(r: &mut R<'_>, ike_spi: u64, connection: &str, c: Clock) -> Result
     let nonces = (r.bytes("child nonce")?, r.bytes("child nonce")?);
     let remove_at = r.opt_time(c, "removal")?;
     let rekey_retry = r.opt_time(c, "rekey retry")?;
-    Ok(Child {
-        cookie,
-        spi_in,
-        spi_out,
-        transform,
-        local_ts: install.local_ts.clone(),
-        remote_ts: install.remote_ts.clone(),
-        policies: install.policies.clone(),
-        routed,
-        state,
-        idle,
-        nonces,
-        remove_at,
-        collision: None,
-        rekey_retry,
-        install: Box::new(install),
-    })
+    let mut child = Child::new(Box::new(install), nonces);
+    child.routed = routed;
+    child.state = state;
+    child.idle = idle;
+    child.remove_at = remove_at;
+    child.rekey_retry = rekey_retry;
+    Ok(child)
 }

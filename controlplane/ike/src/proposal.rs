@@ -149,17 +149,7 @@ pub fn dh_id(g: DhGroup) -> u16 {
 
 /// The group with this IANA number, if implemented.
 pub fn dh_from_id(id: u16) -> Option<DhGroup> {
-    [
-        DhGroup::Modp2048,
-        DhGroup::Modp3072,
-        DhGroup::Modp4096,
-        DhGroup::Ecp256,
-        DhGroup::Ecp384,
-        DhGroup::Ecp521,
-        DhGroup::Curve25519,
-    ]
-    .into_iter()
-    .find(|g| dh_id(*g) == id)
+    DhGroup::ALL.into_iter().find(|g| dh_id(*g) == id)
 }
 
 fn tf(kind: TransformType, id: u16, key_length: Option<u16>) -> Transform {

@@ -363,6 +363,30 @@ pub(crate) struct Child {
     pub install: Box<ChildInstall>,
 }
 
+impl Child {
+    /// A pair as installed: its SPIs, transform, selectors, policies and routing from
+    /// `install`; no rekey, collision or removal under way.
+    pub(crate) fn new(install: Box<ChildInstall>, nonces: (Vec<u8>, Vec<u8>)) -> Child {
+        Child {
+            cookie: install.cookie,
+            spi_in: install.spi_in,
+            spi_out: install.spi_out,
+            transform: install.transform,
+            local_ts: install.local_ts.clone(),
+            remote_ts: install.remote_ts.clone(),
+            policies: install.policies.clone(),
+            routed: install.route,
+            state: ChildState::Installed,
+            idle: false,
+            nonces,
+            remove_at: None,
+            collision: None,
+            rekey_retry: None,
+            install,
+        }
+    }
+}
+
 /// A request of ours that waits for its response.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -799,9 +823,9 @@ impl IkeSa {
             local: self.local,
             remote: self.remote,
             encap: self.nat,
-            local_ts: local_ts.clone(),
-            remote_ts: remote_ts.clone(),
-            policies: policies.clone(),
+            local_ts,
+            remote_ts,
+            policies,
             route,
             replay_window: conn.replay_window,
             soft_secs: secs(soft),
@@ -812,23 +836,7 @@ impl IkeSa {
         ctx.out.push_back(Output::Install(install.clone()));
         ctx.stats.children_installed += 1;
         ctx.event(Event::ChildEstablished { ike_spi: self.spi, cookie, spi_in, spi_out, rekey_of });
-        self.children.push(Child {
-            cookie,
-            spi_in,
-            spi_out,
-            transform,
-            local_ts,
-            remote_ts,
-            policies,
-            routed: route,
-            state: ChildState::Installed,
-            idle: false,
-            nonces,
-            remove_at: None,
-            collision: None,
-            rekey_retry: None,
-            install,
-        });
+        self.children.push(Child::new(install, nonces));
         cookie
     }
 

@@ -243,6 +243,17 @@ impl IntegAlg {
 }
 
 impl DhGroup {
+    /// Every group this crate implements.
+    pub const ALL: [DhGroup; 7] = [
+        DhGroup::Modp2048,
+        DhGroup::Modp3072,
+        DhGroup::Modp4096,
+        DhGroup::Ecp256,
+        DhGroup::Ecp384,
+        DhGroup::Ecp521,
+        DhGroup::Curve25519,
+    ];
+
     /// The IANA transform ID (RFC 7296 §3.3.2, type 4), also the KE payload's DH Group Num.
     pub const fn id(self) -> u16 {
         match self {
