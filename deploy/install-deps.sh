@@ -29,8 +29,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -q
   # A first attempt can fail on a temporary .deb that vanished from a mirror; retry once.
-  $SUDO -E apt-get install -y -q --no-install-recommends "${missing[@]}" \
-    || $SUDO -E apt-get install -y -q --no-install-recommends "${missing[@]}"
+  ${SUDO:+$SUDO -E} apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || ${SUDO:+$SUDO -E} apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -1,12 +1,14 @@
 //! A worker: what one lcore does with each frame.
 //!
-//! Outside: ARP/ND, then NAT-T classification → ESP grouped by SA and decapsulated in one
-//! burst per SA → inner packets routed to the inside; IKE punted; keepalives counted; ICMP
-//! path-MTU information applied to SAs; outer fragments reassembled first.
+//! Outside: ARP/ND, then NAT-T classification (which finds each ESP packet's SA once) → the
+//! burst's ESP, whatever SAs it mixes, decapsulated at once → inner packets routed to the
+//! inside; IKE punted; keepalives counted; ICMP path-MTU information applied to SAs; outer
+//! fragments reassembled first.
 //!
 //! Inside: ARP/ND, then policy lookup → MTU check (ICMP fragmentation-needed / Packet Too
-//! Big back to the sender, or fragmentation of inner IPv4 without DF) → encapsulation grouped
-//! by SA → outer packets routed to the peer's current NAT mapping. A packet that matches a
+//! Big back to the sender, or fragmentation of inner IPv4 without DF) → the burst's packets,
+//! whatever SAs they go to, encapsulated at once → outer packets routed to the peer's
+//! current NAT mapping. A packet that matches a
 //! protecting policy whose SA is missing is dropped, never sent in clear.
 //!
 //! A worker is sans-IO: frames come in through [`Worker::rx`], the clock is passed in, and
@@ -26,7 +28,7 @@ use esprit_esp::classify::{classify, Class, PmtuInfo};
 use esprit_esp::frag::{FragError, Fragments, FragmentsV4};
 use esprit_esp::icmp::{self, RateLimiter};
 use esprit_esp::reasm::{ReasmConfig, Reassembler};
-use esprit_esp::sa::{Endpoint, InboundMeta};
+use esprit_esp::sa::{decap_mixed, encap_mixed, Endpoint, InboundMeta, InboundSa, OutboundSa};
 use esprit_esp::{BufPool, DropCounters, DropReason, PacketBuf, MAX_BURST};
 use esprit_satable::epoch::{self, Guard};
 use esprit_wire::{arp, ethernet, icmpv6, ip_proto, ipv4, ipv6, EthernetAddress};
@@ -37,8 +39,6 @@ use crate::shared::{Event, Request, ResolveLimiter, Shared};
 use crate::trace::Point;
 
 const SEC: u64 = 1_000_000_000;
-/// Sequence numbers left on an outbound SA below which a rekey event is raised.
-const SEQ_LOW_WATER: u64 = 1 << 16;
 
 /// Per-interface counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub struct Counters {
     pub nd_adverts_tx: u64,
     pub nd_solicits_tx: u64,
     pub nat_mapping_changes: u64,
-    /// Bursts handed to the worker owning their SA.
+    /// ESP packets handed to the worker owning their SA.
     pub handed_off: u64,
     /// IKE datagrams sent for the control plane.
     pub ike_sent: u64,
@@ -130,7 +130,38 @@ pub struct Punted<B> {
     pub ike_offset: usize,
 }
 
-type Batch<B, M> = ArrayVec<(B, M), MAX_BURST>;
+/// ESP packets of a burst waiting to be decapsulated together, each with its SA (found once,
+/// by the classifier).
+struct InBatch<'a, B> {
+    bufs: ArrayVec<B, MAX_BURST>,
+    metas: ArrayVec<InboundMeta, MAX_BURST>,
+    sas: ArrayVec<&'a InboundSa, MAX_BURST>,
+}
+
+impl<'a, B> InBatch<'a, B> {
+    fn new() -> Self {
+        InBatch { bufs: ArrayVec::new(), metas: ArrayVec::new(), sas: ArrayVec::new() }
+    }
+    fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+}
+
+/// Inner packets of a burst waiting to be encapsulated together, each with the SA its policy
+/// chose.
+struct OutBatch<'a, B> {
+    bufs: ArrayVec<B, MAX_BURST>,
+    sas: ArrayVec<&'a OutboundSa, MAX_BURST>,
+}
+
+impl<'a, B> OutBatch<'a, B> {
+    fn new() -> Self {
+        OutBatch { bufs: ArrayVec::new(), sas: ArrayVec::new() }
+    }
+    fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+}
 
 /// An ESP packet handed to the worker that owns its SA.
 #[derive(Debug)]
@@ -294,25 +325,22 @@ impl<P: BufPool> Worker<P> {
         let sh = self.sh.clone();
         let g = epoch::pin();
         let cx = Cx::new(&sh, &g, now);
-        let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
-        let mut esp_spi = 0u32;
-        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
-        let mut out_spi = 0u32;
+        let mut esp = InBatch::new();
+        let mut out = OutBatch::new();
         let mut n = 0;
         while n < MAX_BURST * 4 {
             let Some(x) = q.pop() else { break };
             n += 1;
-            if (esp.is_full() || x.spi != esp_spi) && !esp.is_empty() {
-                self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+            match cx.sh.sa_in.get(&x.spi, cx.g) {
+                Some(sa) => self.queue_in(&cx, sa, x.buf, x.meta, &mut esp, &mut out),
+                None => self.drop_pkt(x.buf, DropReason::EspNoSa),
             }
-            esp_spi = x.spi;
-            esp.push((x.buf, x.meta));
         }
         if !esp.is_empty() {
-            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+            self.flush_inbound(&cx, &mut esp, &mut out);
         }
         if !out.is_empty() {
-            self.flush_outbound(&cx, out_spi, &mut out);
+            self.flush_outbound(&cx, &mut out);
         }
         n
     }
@@ -386,10 +414,8 @@ impl<P: BufPool> Worker<P> {
         let g = epoch::pin();
         let cx = Cx::new(&sh, &g, now);
         let role = sh.ifs[ifidx].role;
-        let mut esp: Batch<P::Buf, InboundMeta> = ArrayVec::new();
-        let mut esp_spi = 0u32;
-        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
-        let mut out_spi = 0u32;
+        let mut esp = InBatch::new();
+        let mut out = OutBatch::new();
         for b in frames {
             self.if_stats[ifidx].rx_packets += 1;
             self.if_stats[ifidx].rx_bytes += b.len() as u64;
@@ -398,22 +424,18 @@ impl<P: BufPool> Worker<P> {
             };
             match role {
                 Role::Outside => {
-                    if let Some((b, spi, m)) = self.outside_ip(&cx, ifidx, b) {
-                        if (esp.is_full() || spi != esp_spi) && !esp.is_empty() {
-                            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
-                        }
-                        esp_spi = spi;
-                        esp.push((b, m));
+                    if let Some((b, sa, m)) = self.outside_ip(&cx, ifidx, b) {
+                        self.queue_in(&cx, sa, b, m, &mut esp, &mut out);
                     }
                 }
-                Role::Inside => self.inside_ip(&cx, ifidx, b, &mut out, &mut out_spi),
+                Role::Inside => self.inside_ip(&cx, ifidx, b, &mut out),
             }
         }
         if !esp.is_empty() {
-            self.flush_inbound(&cx, esp_spi, &mut esp, &mut out, &mut out_spi);
+            self.flush_inbound(&cx, &mut esp, &mut out);
         }
         if !out.is_empty() {
-            self.flush_outbound(&cx, out_spi, &mut out);
+            self.flush_outbound(&cx, &mut out);
         }
     }
 
@@ -576,11 +598,11 @@ impl<P: BufPool> Worker<P> {
 
     /// Classifies an outside IP packet. ESP is returned for batching; everything else is
     /// handled here.
-    fn outside_ip(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, u32, InboundMeta)> {
+    fn outside_ip<'a>(&mut self, cx: &Cx<'a>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, &'a InboundSa, InboundMeta)> {
         let class = classify(b.data(), |a| cx.sh.is_local(a, cx.g));
         match class {
             Class::Esp { spi, esp_offset, src, dst, udp } => match cx.sh.sa_in.get(&spi, cx.g) {
-                Some(sa) if sa.params().local == dst => Some((b, spi, InboundMeta { esp_offset, src, udp })),
+                Some(sa) if sa.params().local == dst => Some((b, sa, InboundMeta { esp_offset, src, udp })),
                 _ => {
                     self.drop_pkt(b, DropReason::EspNoSa);
                     None
@@ -618,7 +640,7 @@ impl<P: BufPool> Worker<P> {
         }
     }
 
-    fn reassemble(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, u32, InboundMeta)> {
+    fn reassemble<'a>(&mut self, cx: &Cx<'a>, ifidx: usize, b: P::Buf) -> Option<(P::Buf, &'a InboundSa, InboundMeta)> {
         let r = self.reasm.push(b.data(), cx.now).map(|o| o.map(<[u8]>::to_vec));
         match r {
             Err(reason) => {
@@ -760,49 +782,51 @@ impl<P: BufPool> Worker<P> {
 
     /// Sends a packet we originate: through a tunnel if a policy protects it, else routed.
     fn originate(&mut self, cx: &Cx<'_>, b: P::Buf) {
-        let mut out: Batch<P::Buf, ()> = ArrayVec::new();
-        let mut spi = 0;
-        self.forward(cx, b, &mut out, &mut spi, false);
+        let mut out = OutBatch::new();
+        self.forward(cx, b, &mut out, false);
         if !out.is_empty() {
-            self.flush_outbound(cx, spi, &mut out);
+            self.flush_outbound(cx, &mut out);
         }
     }
 
-    fn flush_inbound(
+    /// Adds an ESP packet to the burst's inbound batch — or hands it to the worker that owns
+    /// its SA (the replay window's single writer).
+    fn queue_in<'a>(
         &mut self,
-        cx: &Cx<'_>,
-        spi: u32,
-        batch: &mut Batch<P::Buf, InboundMeta>,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
+        cx: &Cx<'a>,
+        sa: &'a InboundSa,
+        b: P::Buf,
+        m: InboundMeta,
+        esp: &mut InBatch<'a, P::Buf>,
+        out: &mut OutBatch<'a, P::Buf>,
     ) {
-        let Some(sa) = cx.sh.sa_in.get(&spi, cx.g) else {
-            for (b, _) in batch.drain(..) {
-                self.drop_pkt(b, DropReason::EspNoSa);
-            }
-            return;
-        };
-        if let Some(h) = self.handoff.clone() {
-            let owner = sa.owner(self.id) as usize;
-            if owner != self.id as usize {
-                if let Some(q) = h.get(owner) {
-                    for (b, meta) in batch.drain(..) {
-                        if let Err(x) = q.push(Handoff { spi, meta, buf: b }) {
-                            self.drop_pkt(x.buf, DropReason::HandoffFull);
-                        }
-                    }
+        if let Some(h) = &self.handoff {
+            let owner = sa.owner(self.id);
+            if owner != self.id {
+                if let Some(q) = h.get(owner as usize) {
+                    let r = q.push(Handoff { spi: sa.spi(), meta: m, buf: b });
                     self.counters.handed_off += 1;
+                    if let Err(x) = r {
+                        self.drop_pkt(x.buf, DropReason::HandoffFull);
+                    }
                     return;
                 }
             }
         }
-        let n = batch.len();
-        let mut bufs: ArrayVec<P::Buf, MAX_BURST> = ArrayVec::new();
-        let mut metas: ArrayVec<InboundMeta, MAX_BURST> = ArrayVec::new();
-        for (b, m) in batch.drain(..) {
-            bufs.push(b);
-            metas.push(m);
+        if esp.bufs.is_full() {
+            self.flush_inbound(cx, esp, out);
         }
+        esp.bufs.push(b);
+        esp.metas.push(m);
+        esp.sas.push(sa);
+    }
+
+    /// Decapsulates the inbound batch (every SA in it at once) and sends the inner packets on.
+    fn flush_inbound<'a>(&mut self, cx: &Cx<'a>, esp: &mut InBatch<'a, P::Buf>, out: &mut OutBatch<'a, P::Buf>) {
+        let n = esp.bufs.len();
+        let mut bufs = core::mem::take(&mut esp.bufs);
+        let metas = core::mem::take(&mut esp.metas);
+        let sas = core::mem::take(&mut esp.sas);
         // Which packets a trace under way wants, decided once for both of their captures.
         let tr = &cx.sh.trace;
         let mut traced = [false; MAX_BURST];
@@ -815,31 +839,33 @@ impl<P: BufPool> Worker<P> {
             }
         }
         let mut res = [Err(DropReason::NoBuffer); MAX_BURST];
-        let sum = sa.decap_burst(&mut bufs, &metas, &mut res[..n], cx.now);
-        let encap = sa.is_udp_encap();
-        if sum.soft_expired {
-            self.events.push(Event::SoftLifetime { spi, direction: Direction::In });
-        }
-        if sum.hard_expired {
-            self.events.push(Event::HardLifetime { spi, direction: Direction::In });
-        }
+        let events = &mut self.events;
+        decap_mixed(&sas, &mut bufs, &metas, &mut res[..n], cx.now, |sa, sum| {
+            if sum.soft_expired {
+                events.push(Event::SoftLifetime { spi: sa.spi(), direction: Direction::In });
+            }
+            if sum.hard_expired {
+                events.push(Event::HardLifetime { spi: sa.spi(), direction: Direction::In });
+            }
+        });
+        // The last NAT mapping change asked for, so that a burst asks once per SA and source.
         let mut moved = None;
-        for (((b, m), r), traced) in bufs.into_iter().zip(metas).zip(res).zip(traced) {
+        for ((((b, m), sa), r), traced) in bufs.into_iter().zip(metas).zip(sas).zip(res).zip(traced) {
             match r {
                 Ok(d) => {
                     self.counters.esp_decrypted += 1;
                     if traced {
                         tr.capture(Point::Inner, cx.now, b.data());
                     }
-                    if d.peer_changed && encap && moved != Some(m.src) {
-                        moved = Some(m.src);
-                        self.requests.push(Request::FollowNat { spi_in: spi, new: m.src });
+                    if d.peer_changed && sa.is_udp_encap() && moved != Some((sa.spi(), m.src)) {
+                        moved = Some((sa.spi(), m.src));
+                        self.requests.push(Request::FollowNat { spi_in: sa.spi(), new: m.src });
                     }
                     let mut b = b;
                     if cx.sh.settings.mss_clamp {
                         self.clamp_inbound(cx, sa.params(), &mut b);
                     }
-                    self.deliver_inner(cx, b, out, out_spi);
+                    self.deliver_inner(cx, b, out);
                 }
                 Err(r) => self.drop_pkt(b, r),
             }
@@ -847,11 +873,11 @@ impl<P: BufPool> Worker<P> {
     }
 
     /// A decrypted inner packet: to us, back into a tunnel, or routed to the inside.
-    fn deliver_inner(&mut self, cx: &Cx<'_>, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
+    fn deliver_inner<'a>(&mut self, cx: &Cx<'a>, b: P::Buf, out: &mut OutBatch<'a, P::Buf>) {
         if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a, cx.g)) {
             return self.local_in(cx, b);
         }
-        self.forward(cx, b, out, out_spi, true);
+        self.forward(cx, b, out, true);
     }
 
     fn local_in(&mut self, cx: &Cx<'_>, b: P::Buf) {
@@ -870,7 +896,7 @@ impl<P: BufPool> Worker<P> {
 
     // ---- inside
 
-    fn inside_ip(&mut self, cx: &Cx<'_>, ifidx: usize, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
+    fn inside_ip<'a>(&mut self, cx: &Cx<'a>, ifidx: usize, b: P::Buf, out: &mut OutBatch<'a, P::Buf>) {
         let d = b.data();
         let ok = match d.first().map(|v| v >> 4) {
             Some(4) => match ipv4::Packet::new_checked(d) {
@@ -895,13 +921,13 @@ impl<P: BufPool> Worker<P> {
         if dst_addr(b.data()).is_some_and(|a| cx.sh.is_local(a, cx.g)) {
             return self.local_in(cx, b);
         }
-        self.forward(cx, b, out, out_spi, false);
+        self.forward(cx, b, out, false);
     }
 
     /// Forwards an IP packet that is not for us: TTL, then a protecting policy (encrypt) or,
     /// for packets out of a tunnel, a route to the inside. The TTL is decremented after the
     /// MTU decision, so an ICMP error quotes the packet as it arrived (as Linux does).
-    fn forward(&mut self, cx: &Cx<'_>, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32, from_tunnel: bool) {
+    fn forward<'a>(&mut self, cx: &Cx<'a>, b: P::Buf, out: &mut OutBatch<'a, P::Buf>, from_tunnel: bool) {
         let Some((src, dst)) = addrs(b.data()) else {
             return self.drop_pkt(b, DropReason::InnerMalformed);
         };
@@ -910,7 +936,7 @@ impl<P: BufPool> Worker<P> {
             return self.time_exceeded(cx, b);
         }
         match cx.sh.policies.lookup(src, dst, cx.g) {
-            Some(spi) => self.protect(cx, spi, b, transit, out, out_spi),
+            Some(spi) => self.protect(cx, spi, b, transit, out),
             None => {
                 let toward_inside = cx.route(dst).is_some_and(|(i, _)| cx.sh.ifs[i].role == Role::Inside);
                 if (from_tunnel || !transit) && toward_inside {
@@ -927,15 +953,7 @@ impl<P: BufPool> Worker<P> {
     }
 
     /// The packet matches a policy protected by SA `spi`: check its MTU, then queue it.
-    fn protect(
-        &mut self,
-        cx: &Cx<'_>,
-        spi: u32,
-        mut b: P::Buf,
-        transit: bool,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
-    ) {
+    fn protect<'a>(&mut self, cx: &Cx<'a>, spi: u32, mut b: P::Buf, transit: bool, out: &mut OutBatch<'a, P::Buf>) {
         let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
             return self.drop_pkt(b, DropReason::PolicyNoSa);
         };
@@ -951,34 +969,31 @@ impl<P: BufPool> Worker<P> {
             }
         }
         if b.len() as u32 > mtu {
-            return self.too_big(cx, spi, b, mtu, transit, out, out_spi);
+            return self.too_big(cx, sa, b, mtu, transit, out);
         }
         if transit {
             decrement_ttl(b.data_mut());
         }
-        self.queue_out(cx, spi, b, out, out_spi);
+        self.queue_out(cx, sa, b, out);
     }
 
-    fn queue_out(&mut self, cx: &Cx<'_>, spi: u32, b: P::Buf, out: &mut Batch<P::Buf, ()>, out_spi: &mut u32) {
-        if (out.is_full() || spi != *out_spi) && !out.is_empty() {
-            let s = *out_spi;
-            self.flush_outbound(cx, s, out);
+    fn queue_out<'a>(&mut self, cx: &Cx<'a>, sa: &'a OutboundSa, b: P::Buf, out: &mut OutBatch<'a, P::Buf>) {
+        if out.bufs.is_full() {
+            self.flush_outbound(cx, out);
         }
-        *out_spi = spi;
-        out.push((b, ()));
+        out.bufs.push(b);
+        out.sas.push(sa);
     }
 
     /// Too big for the SA: fragment inner IPv4 without DF, otherwise tell the sender.
-    #[allow(clippy::too_many_arguments)]
-    fn too_big(
+    fn too_big<'a>(
         &mut self,
-        cx: &Cx<'_>,
-        spi: u32,
+        cx: &Cx<'a>,
+        sa: &'a OutboundSa,
         mut b: P::Buf,
         mtu: u32,
         transit: bool,
-        out: &mut Batch<P::Buf, ()>,
-        out_spi: &mut u32,
+        out: &mut OutBatch<'a, P::Buf>,
     ) {
         let fragmentable = b.data()[0] >> 4 == 4 && !ipv4::Packet::new_unchecked(b.data()).dont_frag();
         if fragmentable && transit {
@@ -995,7 +1010,7 @@ impl<P: BufPool> Worker<P> {
                     match frags.next_into(&mut f) {
                         Some(Ok(())) => {
                             self.counters.fragments_out += 1;
-                            self.queue_out(cx, spi, f, out, out_spi);
+                            self.queue_out(cx, sa, f, out);
                         }
                         Some(Err(_)) => {
                             self.drop_pkt(f, DropReason::NoBufferRoom);
@@ -1079,33 +1094,35 @@ impl<P: BufPool> Worker<P> {
         }
     }
 
-    fn flush_outbound(&mut self, cx: &Cx<'_>, spi: u32, batch: &mut Batch<P::Buf, ()>) {
-        let Some(sa) = cx.sh.sa_out.get(&spi, cx.g) else {
-            for (b, _) in batch.drain(..) {
-                self.drop_pkt(b, DropReason::PolicyNoSa);
-            }
-            return;
-        };
-        let n = batch.len();
-        let mut bufs: ArrayVec<P::Buf, MAX_BURST> = batch.drain(..).map(|(b, _)| b).collect();
-        let mut res = [Ok(()); MAX_BURST];
+    /// Encapsulates the outbound batch (every SA in it at once) and routes the outer packets.
+    fn flush_outbound<'a>(&mut self, cx: &Cx<'a>, out: &mut OutBatch<'a, P::Buf>) {
+        let n = out.bufs.len();
+        let mut bufs = core::mem::take(&mut out.bufs);
+        let sas = core::mem::take(&mut out.sas);
         let tr = &cx.sh.trace;
-        let traced = tr.active() && tr.wants(sa.peer().addr);
-        if traced {
-            bufs.iter().for_each(|b| tr.capture(Point::Inner, cx.now, b.data()));
+        let mut traced = [false; MAX_BURST];
+        if tr.active() {
+            for ((b, sa), t) in bufs.iter().zip(&sas).zip(&mut traced) {
+                *t = tr.wants(sa.peer().addr);
+                if *t {
+                    tr.capture(Point::Inner, cx.now, b.data());
+                }
+            }
         }
-        let before = sa.seq_remaining();
-        let sum = sa.encap_burst(&mut bufs, &mut res[..n], cx.now);
-        if sum.soft_expired {
-            self.events.push(Event::SoftLifetime { spi, direction: Direction::Out });
-        }
-        if sum.hard_expired {
-            self.events.push(Event::HardLifetime { spi, direction: Direction::Out });
-        }
-        if before >= SEQ_LOW_WATER && sa.seq_remaining() < SEQ_LOW_WATER {
-            self.events.push(Event::SeqNearExhaustion { spi });
-        }
-        for (b, r) in bufs.into_iter().zip(res) {
+        let mut res = [Ok(()); MAX_BURST];
+        let events = &mut self.events;
+        encap_mixed(&sas, &mut bufs, &mut res[..n], cx.now, |sa, sum| {
+            if sum.soft_expired {
+                events.push(Event::SoftLifetime { spi: sa.spi(), direction: Direction::Out });
+            }
+            if sum.hard_expired {
+                events.push(Event::HardLifetime { spi: sa.spi(), direction: Direction::Out });
+            }
+            if sum.seq_low {
+                events.push(Event::SeqNearExhaustion { spi: sa.spi() });
+            }
+        });
+        for ((b, r), traced) in bufs.into_iter().zip(res).zip(traced) {
             match r {
                 Ok(()) => {
                     self.counters.esp_encrypted += 1;

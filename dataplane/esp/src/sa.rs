@@ -6,9 +6,13 @@
 //! counter or replay window, peer endpoint, counters) sits in a cache-line-aligned struct; the
 //! cold configuration it was made from stays in [`SaParams`].
 //!
-//! Both directions process a burst of packets that all belong to the SA, so that crypto
-//! runs once per burst: prepare every packet, one [`EspCipher`] call, then finish.
-//! Buffers grow and shrink in place ([`PacketBuf`]); nothing is copied or allocated.
+//! Both directions process a whole burst at a time, whether its packets belong to one SA or
+//! to many ([`decap_mixed`], [`encap_mixed`]): prepare every packet, hand all of the burst's
+//! crypto to the providers at once ([`open_mixed`], [`seal_mixed`] — with many SAs a burst
+//! holds a packet or two per SA, and crypto a packet at a time is what made a gateway with
+//! many clients slow), then finish. Counters and lifetimes are updated once per run of
+//! consecutive packets of one SA. Buffers grow and shrink in place ([`PacketBuf`]); nothing
+//! is copied or allocated.
 
 use core::net::IpAddr;
 use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
@@ -18,7 +22,7 @@ use esprit_wire::esp::Trailer;
 use esprit_wire::{checksum, ip_proto};
 
 use crate::buf::PacketBuf;
-use crate::crypto::{CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys};
+use crate::crypto::{open_mixed, seal_mixed, CryptoError, CryptoOp, CryptoProvider, EspCipher, OpStatus, SaKeys};
 use crate::drop::DropReason;
 use crate::proposal::{EspLayout, Transform};
 use crate::replay::{ReplayError, ReplayWindow};
@@ -354,6 +358,35 @@ pub struct BurstSummary {
     pub soft_expired: bool,
     /// A hard volume lifetime was reached during this burst: the SA passes no more traffic.
     pub hard_expired: bool,
+    /// Outbound: the sequence numbers left fell below [`SEQ_LOW_WATER`] during this burst
+    /// (raise a rekey event before they run out).
+    pub seq_low: bool,
+}
+
+impl BurstSummary {
+    fn merge(&mut self, o: BurstSummary) {
+        self.ok += o.ok;
+        self.bytes += o.bytes;
+        self.soft_expired |= o.soft_expired;
+        self.hard_expired |= o.hard_expired;
+        self.seq_low |= o.seq_low;
+    }
+}
+
+/// Sequence numbers left on an outbound SA below which a burst reports
+/// [`BurstSummary::seq_low`].
+pub const SEQ_LOW_WATER: u64 = 1 << 16;
+
+/// The end of the run of packets of one SA that starts at `i` (the SAs of a burst, by
+/// identity).
+#[inline]
+fn run_end<T>(sas: &[&T], i: usize) -> usize {
+    let sa = sas[i];
+    let mut j = i + 1;
+    while j < sas.len() && core::ptr::eq(sas[j], sa) {
+        j += 1;
+    }
+    j
 }
 
 /// The outer IP (+UDP) header of an SA, written in front of each packet of a burst.
@@ -557,67 +590,19 @@ impl OutboundSa {
 
     /// Encapsulates every inner IP packet of `pkts` in place: on success the buffer holds the
     /// outer IP packet. `out[i]` gets each packet's verdict. The caller has checked each inner
-    /// packet against [`inner_mtu`](Self::inner_mtu).
+    /// packet against [`inner_mtu`](Self::inner_mtu). See [`encap_mixed`].
     pub fn encap_burst<B: PacketBuf>(
         &self,
         pkts: &mut [B],
         out: &mut [Result<(), DropReason>],
         now: u64,
     ) -> BurstSummary {
-        let mut sum = BurstSummary::default();
+        let sas = [self; MAX_BURST];
+        let mut total = BurstSummary::default();
         for (p, o) in pkts.chunks_mut(MAX_BURST).zip(out.chunks_mut(MAX_BURST)) {
-            self.encap_chunk(p, o, &mut sum);
+            encap_mixed(&sas[..p.len()], p, o, now, |_, s| total.merge(s));
         }
-        self.stats.account(&self.lifetime, &mut sum, now);
-        sum
-    }
-
-    fn encap_chunk<B: PacketBuf>(&self, pkts: &mut [B], out: &mut [Result<(), DropReason>], sum: &mut BurstSummary) {
-        let n = pkts.len();
-        if self.stats.hard_expired(&self.lifetime) {
-            out.iter_mut().for_each(|o| *o = Err(DropReason::SaExpired));
-            return;
-        }
-        // Reserve the burst's sequence numbers at once: never reused whichever lcore sends.
-        let first = self.seq.fetch_add(n as u64, Relaxed).wrapping_add(1);
-        let tmpl = OuterTemplate::new(self.local, self.peer.load(), self.encap);
-        let hdr = tmpl.len();
-        let mut seqs = [0u64; MAX_BURST];
-        for (i, b) in pkts.iter_mut().enumerate() {
-            let seq = first.wrapping_add(i as u64);
-            // `first` wraps only after 2^64 packets; `seq < first` catches it regardless.
-            if seq > self.seq_limit || seq < first || seq == 0 {
-                out[i] = Err(DropReason::SeqExhausted);
-                continue;
-            }
-            out[i] = self.prepare(b, seq, &tmpl);
-            seqs[i] = seq;
-        }
-        let mut ops: ArrayVec<CryptoOp<'_>, MAX_BURST> = ArrayVec::new();
-        let mut which: ArrayVec<u8, MAX_BURST> = ArrayVec::new();
-        for (i, b) in pkts.iter_mut().enumerate() {
-            if out[i].is_ok() {
-                ops.push(CryptoOp::new(&mut b.data_mut()[hdr..], seqs[i]));
-                which.push(i as u8);
-            }
-        }
-        self.cipher.seal(&mut ops);
-        let statuses: ArrayVec<OpStatus, MAX_BURST> = ops.iter().map(|o| o.status).collect();
-        drop(ops);
-        for (&i, st) in which.iter().zip(statuses) {
-            let i = i as usize;
-            if st != OpStatus::Ok {
-                out[i] = Err(DropReason::NoBufferRoom);
-                continue;
-            }
-            let b = &mut pkts[i];
-            if let Some((s, d)) = tmpl.v6.filter(|_| tmpl.udp) {
-                let mut u = esprit_wire::udp::Packet::new_unchecked(&mut b.data_mut()[40..]);
-                u.fill_checksum(IpAddr::V6(s), IpAddr::V6(d));
-            }
-            sum.ok += 1;
-            sum.bytes += b.len() as u64;
-        }
+        total
     }
 
     /// Grows one inner packet into an unencrypted ESP packet with its outer header.
@@ -724,6 +709,11 @@ impl InboundSa {
     /// replay window keeps one writer.
     #[inline]
     pub fn owner(&self, me: u32) -> u32 {
+        // Asked for every packet: read first, so that an owned SA's line stays shared.
+        let o = self.owner.load(Relaxed);
+        if o != u32::MAX {
+            return o;
+        }
         match self.owner.compare_exchange(u32::MAX, me, Relaxed, Relaxed) {
             Ok(_) => me,
             Err(o) => o,
@@ -760,11 +750,8 @@ impl InboundSa {
     }
 
     /// Verifies, decrypts and strips every packet of `pkts`, which all carry this SA's SPI:
-    /// on success the buffer holds the inner IP packet. `out[i]` gets each verdict.
-    ///
-    /// Order per RFC 4303 §3.4: replay check (cheap, before crypto) → ICV and decryption →
-    /// replay window update (only for authenticated packets) → padding → next header →
-    /// inner packet and traffic selectors.
+    /// on success the buffer holds the inner IP packet. `out[i]` gets each verdict. See
+    /// [`decap_mixed`].
     pub fn decap_burst<B: PacketBuf>(
         &self,
         pkts: &mut [B],
@@ -772,87 +759,35 @@ impl InboundSa {
         out: &mut [Result<Decapped, DropReason>],
         now: u64,
     ) -> BurstSummary {
-        let mut sum = BurstSummary::default();
+        let sas = [self; MAX_BURST];
+        let mut total = BurstSummary::default();
         for ((p, m), o) in pkts.chunks_mut(MAX_BURST).zip(meta.chunks(MAX_BURST)).zip(out.chunks_mut(MAX_BURST)) {
-            self.decap_chunk(p, m, o, &mut sum);
+            decap_mixed(&sas[..p.len()], p, m, o, now, |_, s| total.merge(s));
         }
-        self.stats.account(&self.lifetime, &mut sum, now);
-        sum
+        total
     }
 
-    fn decap_chunk<B: PacketBuf>(
-        &self,
-        pkts: &mut [B],
-        meta: &[InboundMeta],
-        out: &mut [Result<Decapped, DropReason>],
-        sum: &mut BurstSummary,
-    ) {
-        let hard = self.stats.hard_expired(&self.lifetime);
+    /// The checks before crypto: lifetime, encapsulation, length, replay (cheap, before the
+    /// ICV per RFC 4303 §3.4.3). Returns the full sequence number.
+    #[inline]
+    fn check<B: PacketBuf>(&self, hard_expired: bool, b: &B, m: &InboundMeta) -> Result<u64, DropReason> {
+        if hard_expired {
+            return Err(DropReason::SaExpired);
+        }
+        if m.udp != self.encap {
+            return Err(DropReason::EspEncapMismatch);
+        }
         let min =
             esprit_wire::esp::HEADER_LEN + self.layout.iv_len + esprit_wire::esp::TRAILER_LEN + self.layout.icv_len;
-        let mut seqs = [0u64; MAX_BURST];
-        for (i, (b, m)) in pkts.iter().zip(meta).enumerate() {
-            out[i] = (|| {
-                if hard {
-                    return Err(DropReason::SaExpired);
-                }
-                if m.udp != self.encap {
-                    return Err(DropReason::EspEncapMismatch);
-                }
-                let esp = b.data().get(m.esp_offset..).ok_or(DropReason::EspTruncated)?;
-                if esp.len() < min {
-                    return Err(DropReason::EspTruncated);
-                }
-                if (esp.len() - min + esprit_wire::esp::TRAILER_LEN) % self.layout.align != 0 {
-                    return Err(DropReason::EspBadLength);
-                }
-                let seq_low = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
-                seqs[i] = self.replay.check(seq_low).map_err(replay_reason)?;
-                Ok(Decapped { seq: seqs[i], peer_changed: false })
-            })();
+        let esp = b.data().get(m.esp_offset..).ok_or(DropReason::EspTruncated)?;
+        if esp.len() < min {
+            return Err(DropReason::EspTruncated);
         }
-        let mut ops: ArrayVec<CryptoOp<'_>, MAX_BURST> = ArrayVec::new();
-        let mut which: ArrayVec<u8, MAX_BURST> = ArrayVec::new();
-        for (i, (b, m)) in pkts.iter_mut().zip(meta).enumerate() {
-            if out[i].is_ok() {
-                ops.push(CryptoOp::new(&mut b.data_mut()[m.esp_offset..], seqs[i]));
-                which.push(i as u8);
-            }
+        if (esp.len() - min + esprit_wire::esp::TRAILER_LEN) % self.layout.align != 0 {
+            return Err(DropReason::EspBadLength);
         }
-        self.cipher.open(&mut ops);
-        let statuses: ArrayVec<OpStatus, MAX_BURST> = ops.iter().map(|o| o.status).collect();
-        drop(ops);
-        let peer = self.peer.load();
-        for (&i, st) in which.iter().zip(statuses) {
-            let i = i as usize;
-            let r = match st {
-                OpStatus::Ok => self.finish_one(&mut pkts[i], &meta[i], seqs[i], peer),
-                OpStatus::AuthFailed => {
-                    self.stats.auth_failed.fetch_add(1, Relaxed);
-                    Err(DropReason::AuthFailed)
-                }
-                _ => Err(DropReason::EspBadLength),
-            };
-            match r {
-                Ok(d) => {
-                    sum.ok += 1;
-                    sum.bytes += pkts[i].len() as u64;
-                    out[i] = Ok(d);
-                }
-                Err(e) => out[i] = Err(e),
-            }
-        }
-        for o in out.iter() {
-            match o {
-                Err(DropReason::Replay | DropReason::ReplayTooOld) => {
-                    self.stats.replay.fetch_add(1, Relaxed);
-                }
-                Err(DropReason::AuthFailed) | Ok(_) => {}
-                Err(_) => {
-                    self.stats.other_drops.fetch_add(1, Relaxed);
-                }
-            }
-        }
+        let seq_low = u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]);
+        self.replay.check(seq_low).map_err(replay_reason)
     }
 
     /// After authentication: commit the sequence number, strip headers and trailer, check
@@ -903,5 +838,218 @@ fn replay_reason(e: ReplayError) -> DropReason {
     match e {
         ReplayError::Replay => DropReason::Replay,
         ReplayError::TooOld => DropReason::ReplayTooOld,
+    }
+}
+
+/// Verifies, decrypts and strips a burst whose packets may belong to different SAs:
+/// `pkts[i]` arrived under `sas[i]` (the SA of its SPI). On success a buffer holds the inner
+/// IP packet; `out[i]` gets each verdict.
+///
+/// Order per RFC 4303 §3.4: replay check (cheap, before crypto) → ICV and decryption (the
+/// whole burst's at once) → replay window update (only for authenticated packets) → padding →
+/// next header → inner packet and traffic selectors. Each SA's counters are updated once per
+/// run of its consecutive packets, and `summary` is told what that run did (lifetimes
+/// crossed). The packets of one SA may be anywhere in the burst; its replay window sees them
+/// in burst order.
+pub fn decap_mixed<'s, B: PacketBuf>(
+    sas: &[&'s InboundSa],
+    pkts: &mut [B],
+    meta: &[InboundMeta],
+    out: &mut [Result<Decapped, DropReason>],
+    now: u64,
+    mut summary: impl FnMut(&'s InboundSa, BurstSummary),
+) {
+    let n = sas.len().min(pkts.len()).min(meta.len()).min(out.len());
+    for start in (0..n).step_by(MAX_BURST) {
+        let end = (start + MAX_BURST).min(n);
+        decap_chunk(
+            &sas[start..end],
+            &mut pkts[start..end],
+            &meta[start..end],
+            &mut out[start..end],
+            now,
+            &mut summary,
+        );
+    }
+}
+
+fn decap_chunk<'s, B: PacketBuf>(
+    sas: &[&'s InboundSa],
+    pkts: &mut [B],
+    meta: &[InboundMeta],
+    out: &mut [Result<Decapped, DropReason>],
+    now: u64,
+    summary: &mut impl FnMut(&'s InboundSa, BurstSummary),
+) {
+    let mut seqs = [0u64; MAX_BURST];
+    let mut i = 0;
+    while i < sas.len() {
+        let j = run_end(sas, i);
+        let sa = sas[i];
+        let hard = sa.stats.hard_expired(&sa.lifetime);
+        for k in i..j {
+            out[k] = sa.check(hard, &pkts[k], &meta[k]).map(|seq| {
+                seqs[k] = seq;
+                Decapped { seq, peer_changed: false }
+            });
+        }
+        i = j;
+    }
+    let mut ops: ArrayVec<CryptoOp<'_>, MAX_BURST> = ArrayVec::new();
+    let mut ciphers: ArrayVec<&dyn EspCipher, MAX_BURST> = ArrayVec::new();
+    let mut which: ArrayVec<u8, MAX_BURST> = ArrayVec::new();
+    for (i, ((b, m), sa)) in pkts.iter_mut().zip(meta).zip(sas).enumerate() {
+        if out[i].is_ok() {
+            ops.push(CryptoOp::new(&mut b.data_mut()[m.esp_offset..], seqs[i]));
+            ciphers.push(sa.cipher());
+            which.push(i as u8);
+        }
+    }
+    open_mixed(&ciphers, &mut ops);
+    let statuses: ArrayVec<OpStatus, MAX_BURST> = ops.iter().map(|o| o.status).collect();
+    drop(ops);
+    for (&i, st) in which.iter().zip(statuses) {
+        let i = i as usize;
+        let sa = sas[i];
+        out[i] = match st {
+            OpStatus::Ok => sa.finish_one(&mut pkts[i], &meta[i], seqs[i], sa.peer.load()),
+            OpStatus::AuthFailed => Err(DropReason::AuthFailed),
+            _ => Err(DropReason::EspBadLength),
+        };
+    }
+    let mut i = 0;
+    while i < sas.len() {
+        let j = run_end(sas, i);
+        let sa = sas[i];
+        let mut sum = BurstSummary::default();
+        let (mut auth, mut replay, mut other) = (0, 0, 0);
+        for (b, o) in pkts[i..j].iter().zip(&out[i..j]) {
+            match o {
+                Ok(_) => {
+                    sum.ok += 1;
+                    sum.bytes += b.len() as u64;
+                }
+                Err(DropReason::AuthFailed) => auth += 1,
+                Err(DropReason::Replay | DropReason::ReplayTooOld) => replay += 1,
+                Err(_) => other += 1,
+            }
+        }
+        for (c, v) in [(&sa.stats.auth_failed, auth), (&sa.stats.replay, replay), (&sa.stats.other_drops, other)] {
+            if v > 0 {
+                c.fetch_add(v, Relaxed);
+            }
+        }
+        sa.stats.account(&sa.lifetime, &mut sum, now);
+        summary(sa, sum);
+        i = j;
+    }
+}
+
+/// Encapsulates a burst whose inner packets may go to different SAs: `pkts[i]` under
+/// `sas[i]`. On success a buffer holds the outer IP packet; `out[i]` gets each verdict. The
+/// caller has checked each inner packet against its SA's
+/// [`inner_mtu`](OutboundSa::inner_mtu).
+///
+/// Each run of consecutive packets of one SA reserves its sequence numbers with one atomic
+/// add (never reused whichever lcore sends) and shares one outer header template; the whole
+/// burst's crypto goes to the providers at once; counters and lifetimes are updated once per
+/// run, and `summary` is told what that run did.
+pub fn encap_mixed<'s, B: PacketBuf>(
+    sas: &[&'s OutboundSa],
+    pkts: &mut [B],
+    out: &mut [Result<(), DropReason>],
+    now: u64,
+    mut summary: impl FnMut(&'s OutboundSa, BurstSummary),
+) {
+    let n = sas.len().min(pkts.len()).min(out.len());
+    for start in (0..n).step_by(MAX_BURST) {
+        let end = (start + MAX_BURST).min(n);
+        encap_chunk(&sas[start..end], &mut pkts[start..end], &mut out[start..end], now, &mut summary);
+    }
+}
+
+fn encap_chunk<'s, B: PacketBuf>(
+    sas: &[&'s OutboundSa],
+    pkts: &mut [B],
+    out: &mut [Result<(), DropReason>],
+    now: u64,
+    summary: &mut impl FnMut(&'s OutboundSa, BurstSummary),
+) {
+    let mut seqs = [0u64; MAX_BURST];
+    // Per packet: where its ESP header starts, and the addresses of an IPv6 UDP checksum to
+    // fill in after encryption.
+    let mut hdr = [0u8; MAX_BURST];
+    let mut v6_udp: [Option<(core::net::Ipv6Addr, core::net::Ipv6Addr)>; MAX_BURST] = [None; MAX_BURST];
+    let mut low: ArrayVec<bool, MAX_BURST> = ArrayVec::new();
+    let mut i = 0;
+    while i < sas.len() {
+        let j = run_end(sas, i);
+        let sa = sas[i];
+        if sa.stats.hard_expired(&sa.lifetime) {
+            out[i..j].iter_mut().for_each(|o| *o = Err(DropReason::SaExpired));
+            low.push(false);
+            i = j;
+            continue;
+        }
+        // Reserve the run's sequence numbers at once.
+        let k = (j - i) as u64;
+        let prev = sa.seq.fetch_add(k, Relaxed);
+        let left = |used: u64| sa.seq_limit - used.min(sa.seq_limit);
+        low.push(left(prev) >= SEQ_LOW_WATER && left(prev.saturating_add(k)) < SEQ_LOW_WATER);
+        let first = prev.wrapping_add(1);
+        let tmpl = OuterTemplate::new(sa.local, sa.peer.load(), sa.encap);
+        for (x, b) in pkts[i..j].iter_mut().enumerate() {
+            let at = i + x;
+            let seq = first.wrapping_add(x as u64);
+            // `first` wraps only after 2^64 packets; `seq < first` catches it regardless.
+            if seq > sa.seq_limit || seq < first || seq == 0 {
+                out[at] = Err(DropReason::SeqExhausted);
+                continue;
+            }
+            out[at] = sa.prepare(b, seq, &tmpl);
+            seqs[at] = seq;
+            hdr[at] = tmpl.len() as u8;
+            v6_udp[at] = tmpl.v6.filter(|_| tmpl.udp);
+        }
+        i = j;
+    }
+    let mut ops: ArrayVec<CryptoOp<'_>, MAX_BURST> = ArrayVec::new();
+    let mut ciphers: ArrayVec<&dyn EspCipher, MAX_BURST> = ArrayVec::new();
+    let mut which: ArrayVec<u8, MAX_BURST> = ArrayVec::new();
+    for (i, (b, sa)) in pkts.iter_mut().zip(sas).enumerate() {
+        if out[i].is_ok() {
+            ops.push(CryptoOp::new(&mut b.data_mut()[hdr[i] as usize..], seqs[i]));
+            ciphers.push(sa.cipher());
+            which.push(i as u8);
+        }
+    }
+    seal_mixed(&ciphers, &mut ops);
+    let statuses: ArrayVec<OpStatus, MAX_BURST> = ops.iter().map(|o| o.status).collect();
+    drop(ops);
+    for (&i, st) in which.iter().zip(statuses) {
+        let i = i as usize;
+        if st != OpStatus::Ok {
+            out[i] = Err(DropReason::NoBufferRoom);
+            continue;
+        }
+        if let Some((s, d)) = v6_udp[i] {
+            let mut u = esprit_wire::udp::Packet::new_unchecked(&mut pkts[i].data_mut()[40..]);
+            u.fill_checksum(IpAddr::V6(s), IpAddr::V6(d));
+        }
+    }
+    let mut i = 0;
+    for seq_low in low {
+        let j = run_end(sas, i);
+        let sa = sas[i];
+        let mut sum = BurstSummary { seq_low, ..BurstSummary::default() };
+        for (b, o) in pkts[i..j].iter().zip(&out[i..j]) {
+            if o.is_ok() {
+                sum.ok += 1;
+                sum.bytes += b.len() as u64;
+            }
+        }
+        sa.stats.account(&sa.lifetime, &mut sum, now);
+        summary(sa, sum);
+        i = j;
     }
 }

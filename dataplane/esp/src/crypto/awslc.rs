@@ -115,6 +115,9 @@ impl EspCipher for Aead {
     fn provider(&self) -> &'static str {
         NAME
     }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         for op in ops {
             op.status = self.seal_one(op);
@@ -197,6 +200,9 @@ impl EspCipher for Cbc {
     }
     fn provider(&self) -> &'static str {
         NAME
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
     }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         for op in ops {

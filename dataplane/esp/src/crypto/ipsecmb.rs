@@ -186,6 +186,9 @@ impl EspCipher for Gcm {
     fn provider(&self) -> &'static str {
         NAME
     }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         let done = safe::with_thread_mgr(|m| {
             for op in ops.iter_mut() {
@@ -284,71 +287,118 @@ impl Multi {
         job.map(|j| (j, icv)).map_err(|_| OpStatus::BadLength)
     }
 
-    /// Seals or opens up to [`MAX_BURST`] ops with one run of the job API.
-    fn burst(&self, mgr: &mut Mgr, ops: &mut [CryptoOp<'_>], dir: Direction) {
-        let icv_len = self.layout.icv_len;
-        let head_len = esprit_wire::esp::HEADER_LEN + self.layout.iv_len;
-        let mut status = [OpStatus::Pending; MAX_BURST];
-        {
-            let mut jobs: ArrayVec<Job<'_>, MAX_BURST> = ArrayVec::new();
-            let mut index: ArrayVec<(usize, [u8; MAX_ICV]), MAX_BURST> = ArrayVec::new();
-            for (i, op) in ops.iter_mut().enumerate().take(MAX_BURST) {
-                match self.job(op, dir) {
-                    // Never full: at most MAX_BURST ops are taken.
-                    Ok((job, icv)) if !jobs.is_full() => {
-                        jobs.push(job);
-                        index.push((i, icv));
-                    }
-                    Ok(_) => {}
-                    Err(st) => status[i] = st,
-                }
-            }
-
-            mgr.run_jobs(&mut jobs);
-
-            for (job, &(i, rx_icv)) in jobs.iter_mut().zip(&index) {
-                let completed = job.status() == JobStatus::Completed;
-                let mut tag = [0u8; MAX_ICV];
-                tag[..icv_len].copy_from_slice(&job.tag()[..icv_len]);
-                let buf = job.buf();
-                let n = buf.len() - icv_len;
-                let st = match dir {
-                    Direction::Encrypt => {
-                        buf[n..].copy_from_slice(&tag[..icv_len]);
-                        if completed {
-                            OpStatus::Ok
-                        } else {
-                            OpStatus::BadLength
-                        }
-                    }
-                    Direction::Decrypt => {
-                        // Put back the ICV as received (the ESN bits were hashed in its place).
-                        buf[n..].copy_from_slice(&rx_icv[..icv_len]);
-                        if completed && super::icv_eq(&tag[..icv_len], &rx_icv[..icv_len]) {
-                            OpStatus::Ok
-                        } else {
-                            // The job has already decrypted: wipe the unauthenticated
-                            // plaintext.
-                            buf[head_len..n].fill(0);
-                            OpStatus::AuthFailed
-                        }
-                    }
-                };
-                if let Some(s) = status.get_mut(i) {
-                    *s = st;
-                }
+    fn run(&self, ops: &mut [CryptoOp<'_>], dir: Direction) {
+        for chunk in ops.chunks_mut(MAX_BURST) {
+            let ciphers = [Some(self); MAX_BURST];
+            if safe::with_thread_mgr(|m| run_jobs(m, &ciphers, chunk, dir)).is_err() {
+                not_processed(chunk);
             }
         }
-        for (op, st) in ops.iter_mut().zip(status) {
+    }
+}
+
+/// Seals or opens up to [`MAX_BURST`] ops with one run of the job API: `ops[i]` with
+/// `ciphers[i]`, which may be the ciphers of different SAs (each job carries its own keys);
+/// ops without a cipher are left alone.
+fn run_jobs(mgr: &mut Mgr, ciphers: &[Option<&Multi>], ops: &mut [CryptoOp<'_>], dir: Direction) {
+    let mut status = [None; MAX_BURST];
+    {
+        let mut jobs: ArrayVec<Job<'_>, MAX_BURST> = ArrayVec::new();
+        let mut index: ArrayVec<(usize, &Multi, [u8; MAX_ICV]), MAX_BURST> = ArrayVec::new();
+        for (i, (op, c)) in ops.iter_mut().zip(ciphers).enumerate().take(MAX_BURST) {
+            let Some(c) = *c else { continue };
+            match c.job(op, dir) {
+                // Never full: at most MAX_BURST ops are taken.
+                Ok((job, icv)) if !jobs.is_full() => {
+                    jobs.push(job);
+                    index.push((i, c, icv));
+                }
+                Ok(_) => {}
+                Err(st) => status[i] = Some(st),
+            }
+        }
+
+        mgr.run_jobs(&mut jobs);
+
+        for (job, &(i, c, rx_icv)) in jobs.iter_mut().zip(&index) {
+            let icv_len = c.layout.icv_len;
+            let head_len = esprit_wire::esp::HEADER_LEN + c.layout.iv_len;
+            let completed = job.status() == JobStatus::Completed;
+            let mut tag = [0u8; MAX_ICV];
+            tag[..icv_len].copy_from_slice(&job.tag()[..icv_len]);
+            let buf = job.buf();
+            let n = buf.len() - icv_len;
+            let st = match dir {
+                Direction::Encrypt => {
+                    buf[n..].copy_from_slice(&tag[..icv_len]);
+                    if completed {
+                        OpStatus::Ok
+                    } else {
+                        OpStatus::BadLength
+                    }
+                }
+                Direction::Decrypt => {
+                    // Put back the ICV as received (the ESN bits were hashed in its place).
+                    buf[n..].copy_from_slice(&rx_icv[..icv_len]);
+                    if completed && super::icv_eq(&tag[..icv_len], &rx_icv[..icv_len]) {
+                        OpStatus::Ok
+                    } else {
+                        // The job has already decrypted: wipe the unauthenticated plaintext.
+                        buf[head_len..n].fill(0);
+                        OpStatus::AuthFailed
+                    }
+                }
+            };
+            if let Some(s) = status.get_mut(i) {
+                *s = Some(st);
+            }
+        }
+    }
+    for (op, st) in ops.iter_mut().zip(status) {
+        if let Some(st) = st {
             op.status = st;
         }
     }
+}
 
-    fn run(&self, ops: &mut [CryptoOp<'_>], dir: Direction) {
-        for chunk in ops.chunks_mut(MAX_BURST) {
-            if safe::with_thread_mgr(|m| self.burst(m, chunk, dir)).is_err() {
-                not_processed(chunk);
+/// The part of a mixed burst ([`super::run_mixed`]) that this provider's ciphers hold: the
+/// job-API ciphers' ops of every SA in one submission, the GCM ops one after the other
+/// with one manager lookup. Marks what it processed in `done`.
+pub(super) fn run_mixed(ciphers: &[&dyn EspCipher], ops: &mut [CryptoOp<'_>], seal: bool, done: &mut [bool]) {
+    let dir = if seal { Direction::Encrypt } else { Direction::Decrypt };
+    let mut multi: [Option<&Multi>; MAX_BURST] = [None; MAX_BURST];
+    let mut gcm: [Option<&Gcm>; MAX_BURST] = [None; MAX_BURST];
+    let mut any = false;
+    for (i, &c) in ciphers.iter().enumerate().take(MAX_BURST) {
+        if i > 0 && super::same_cipher(c, ciphers[i - 1]) {
+            (multi[i], gcm[i]) = (multi[i - 1], gcm[i - 1]);
+        } else {
+            let a = c.as_any();
+            multi[i] = a.downcast_ref::<Multi>();
+            gcm[i] = a.downcast_ref::<Gcm>();
+        }
+        any |= multi[i].is_some() || gcm[i].is_some();
+    }
+    if !any {
+        return;
+    }
+    let n = ops.len().min(MAX_BURST);
+    let ran = safe::with_thread_mgr(|m| {
+        if multi[..n].iter().any(Option::is_some) {
+            run_jobs(m, &multi[..n], &mut ops[..n], dir);
+        }
+        for (op, g) in ops.iter_mut().zip(&gcm[..n]) {
+            if let Some(g) = g {
+                op.status = if seal { g.seal_one(m, op) } else { g.open_one(m, op) };
             }
+        }
+    });
+    for (i, d) in done.iter_mut().enumerate().take(n) {
+        if multi[i].is_some() || gcm[i].is_some() {
+            if ran.is_err() {
+                ops[i].status = OpStatus::Pending;
+            }
+            *d = true;
         }
     }
 }
@@ -359,6 +409,9 @@ impl EspCipher for Multi {
     }
     fn provider(&self) -> &'static str {
         NAME
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
     }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         self.run(ops, Direction::Encrypt);

@@ -21,11 +21,13 @@
 //! The same test suite runs against every provider (`tests/providers.rs`); the benches in
 //! `benches/` measure them and the order of [`providers`] follows those figures.
 
+use core::any::Any;
 use core::fmt::Debug;
 
 use zeroize::Zeroizing;
 
 use crate::proposal::{EspLayout, Transform};
+use crate::MAX_BURST;
 
 #[cfg(feature = "aws-lc")]
 pub mod awslc;
@@ -73,6 +75,63 @@ pub trait EspCipher: Send + Sync + Debug {
     fn seal(&self, ops: &mut [CryptoOp<'_>]);
     /// Opens each op: verifies the ICV, then decrypts in place. Sets each `status`.
     fn open(&self, ops: &mut [CryptoOp<'_>]);
+    /// This cipher as `Any`: a provider recognises its own ciphers in a burst that mixes SAs
+    /// ([`seal_mixed`], [`open_mixed`]).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Seals a burst whose ops belong to different SAs: `ops[i]` with `ciphers[i]`.
+///
+/// With many SAs a burst holds one or two packets per SA; handing each SA's ops to its
+/// cipher separately would run the crypto a packet at a time. Instead the providers that
+/// can take ops of different keys in one submission get all of theirs at once
+/// (intel-ipsec-mb's multi-buffer job API fills its SIMD lanes with the whole burst, as it
+/// does for one SA); the others get each run of consecutive ops of one cipher.
+pub fn seal_mixed(ciphers: &[&dyn EspCipher], ops: &mut [CryptoOp<'_>]) {
+    run_mixed(ciphers, ops, true);
+}
+
+/// Opens a burst whose ops belong to different SAs: `ops[i]` with `ciphers[i]`. See
+/// [`seal_mixed`].
+pub fn open_mixed(ciphers: &[&dyn EspCipher], ops: &mut [CryptoOp<'_>]) {
+    run_mixed(ciphers, ops, false);
+}
+
+fn run_mixed(ciphers: &[&dyn EspCipher], ops: &mut [CryptoOp<'_>], seal: bool) {
+    let n = ciphers.len().min(ops.len());
+    // Ops without a cipher (a caller's mistake) are left as they are: Pending.
+    let (ciphers, ops) = (&ciphers[..n], &mut ops[..n]);
+    for (ciphers, ops) in ciphers.chunks(MAX_BURST).zip(ops.chunks_mut(MAX_BURST)) {
+        // Ops the multi-buffer provider has run; without it, none.
+        #[cfg_attr(not(feature = "ipsec-mb"), allow(unused_mut))]
+        let mut done = [false; MAX_BURST];
+        #[cfg(feature = "ipsec-mb")]
+        ipsecmb::run_mixed(ciphers, ops, seal, &mut done);
+        let mut i = 0;
+        while i < ops.len() {
+            if done[i] {
+                i += 1;
+                continue;
+            }
+            let c = ciphers[i];
+            let mut j = i + 1;
+            while j < ops.len() && !done[j] && same_cipher(ciphers[j], c) {
+                j += 1;
+            }
+            if seal {
+                c.seal(&mut ops[i..j]);
+            } else {
+                c.open(&mut ops[i..j]);
+            }
+            i = j;
+        }
+    }
+}
+
+/// True if `a` and `b` are the same cipher object (the same SA's key state).
+#[inline]
+pub(crate) fn same_cipher(a: &dyn EspCipher, b: &dyn EspCipher) -> bool {
+    core::ptr::addr_eq(a as *const dyn EspCipher, b as *const dyn EspCipher)
 }
 
 /// A source of [`EspCipher`]s.

@@ -162,6 +162,9 @@ impl EspCipher for Aead {
     fn provider(&self) -> &'static str {
         NAME
     }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
+    }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         for op in ops {
             op.status = self.seal_one(op);
@@ -258,14 +261,18 @@ where
         + aes::cipher::BlockSizeUser<BlockSize = aes::cipher::consts::U16>
         + Clone
         + Send
-        + Sync,
-    M: Mac + Clone + Send + Sync,
+        + Sync
+        + 'static,
+    M: Mac + Clone + Send + Sync + 'static,
 {
     fn transform(&self) -> Transform {
         self.t
     }
     fn provider(&self) -> &'static str {
         NAME
+    }
+    fn as_any(&self) -> &dyn core::any::Any {
+        self
     }
     fn seal(&self, ops: &mut [CryptoOp<'_>]) {
         for op in ops {
