@@ -1,8 +1,13 @@
 //! The OpenSSL provider, through the `openssl` crate (system OpenSSL 3).
 //!
-//! * PRFs and integrity algorithms are HMACs (`EVP_PKEY` MAC keys and `EVP_DigestSign*`),
-//!   the latter truncated ([RFC 2404](https://www.rfc-editor.org/rfc/rfc2404),
-//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)).
+//! * PRFs and integrity algorithms are HMACs, the latter truncated
+//!   ([RFC 2404](https://www.rfc-editor.org/rfc/rfc2404),
+//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)). They are the one part not done by
+//!   OpenSSL but by RustCrypto's `hmac`, `sha1` and `sha2` (SHA-NI where the CPU has it):
+//!   through the `openssl` crate an HMAC is an `EVP_PKEY` MAC key and `EVP_DigestSign*`, and
+//!   OpenSSL 3 imports the key into its provider and fetches the algorithms anew on every
+//!   call — about half of the CPU time of a whole IKE_SA + CHILD_SA setup went there (a setup
+//!   runs some forty HMACs: prf+, AUTH, the SK payloads' integrity when not an AEAD).
 //! * AES-CBC runs without padding: the SK payload carries its own
 //!   ([RFC 7296 §3.14](https://www.rfc-editor.org/rfc/rfc7296#section-3.14)). The AEADs take
 //!   key ‖ 4-byte salt and build the 12-byte nonce as salt ‖ 8-byte IV
@@ -27,10 +32,8 @@ use openssl::derive::Deriver;
 use openssl::dh::Dh;
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
-use openssl::sign::Signer;
 use openssl::symm::{Cipher, Crypter, Mode};
 use zeroize::Zeroizing;
 
@@ -113,10 +116,10 @@ impl CryptoProvider for OpensslProvider {
 
     fn integ(&self, alg: IntegAlg, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
         let md = match alg {
-            IntegAlg::HmacSha1_96 => MessageDigest::sha1(),
-            IntegAlg::HmacSha256_128 => MessageDigest::sha256(),
-            IntegAlg::HmacSha384_192 => MessageDigest::sha384(),
-            IntegAlg::HmacSha512_256 => MessageDigest::sha512(),
+            IntegAlg::HmacSha1_96 => Md::Sha1,
+            IntegAlg::HmacSha256_128 => Md::Sha256,
+            IntegAlg::HmacSha384_192 => Md::Sha384,
+            IntegAlg::HmacSha512_256 => Md::Sha512,
         };
         let mut mac = hmac(md, key, data);
         mac.truncate(alg.icv_len());
@@ -220,34 +223,48 @@ fn lib(e: ErrorStack) -> CryptoError {
     CryptoError::Library(e.to_string())
 }
 
-fn prf_digest(alg: PrfAlg) -> MessageDigest {
+/// The hash under an HMAC.
+#[derive(Debug, Clone, Copy)]
+enum Md {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+fn prf_digest(alg: PrfAlg) -> Md {
     match alg {
-        PrfAlg::HmacSha1 => MessageDigest::sha1(),
-        PrfAlg::HmacSha256 => MessageDigest::sha256(),
-        PrfAlg::HmacSha384 => MessageDigest::sha384(),
-        PrfAlg::HmacSha512 => MessageDigest::sha512(),
+        PrfAlg::HmacSha1 => Md::Sha1,
+        PrfAlg::HmacSha256 => Md::Sha256,
+        PrfAlg::HmacSha384 => Md::Sha384,
+        PrfAlg::HmacSha512 => Md::Sha512,
     }
 }
 
 /// HMAC ([RFC 2104](https://www.rfc-editor.org/rfc/rfc2104)) of the concatenated `data`.
-///
-/// # Panics
-///
-/// If OpenSSL fails to set up or run an HMAC, which it does only when out of memory: the
-/// trait's `prf` and `integ` return no error, and HMAC has no input it can refuse (any key
-/// length is valid, an empty one included).
-fn hmac(md: MessageDigest, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
-    let run = || -> Result<Vec<u8>, ErrorStack> {
-        let pkey = PKey::hmac(key)?;
-        let mut signer = Signer::new(md, &pkey)?;
+/// The keyed state is zeroized on drop (the `zeroize` features of `hmac` and `sha2`).
+fn hmac(md: Md, key: &[u8], data: &[&[u8]]) -> Vec<u8> {
+    fn run<D>(key: &[u8], data: &[&[u8]]) -> Vec<u8>
+    where
+        D: hmac::EagerHash,
+        hmac::Hmac<D>: hmac::KeyInit + hmac::Mac,
+    {
+        use hmac::{KeyInit, Mac};
+        // HMAC takes a key of any length, the empty one included (RFC 2104 §3: a longer one
+        // is hashed first), so this constructor has no error to return.
+        let Ok(mut m) = <hmac::Hmac<D> as KeyInit>::new_from_slice(key) else {
+            unreachable!("HMAC accepts keys of every length")
+        };
         for d in data {
-            signer.update(d)?;
+            m.update(d);
         }
-        signer.sign_to_vec()
-    };
-    match run() {
-        Ok(mac) => mac,
-        Err(e) => panic!("OpenSSL HMAC failed, which only running out of memory explains: {e}"),
+        m.finalize().into_bytes().to_vec()
+    }
+    match md {
+        Md::Sha1 => run::<sha1::Sha1>(key, data),
+        Md::Sha256 => run::<sha2::Sha256>(key, data),
+        Md::Sha384 => run::<sha2::Sha384>(key, data),
+        Md::Sha512 => run::<sha2::Sha512>(key, data),
     }
 }
 
