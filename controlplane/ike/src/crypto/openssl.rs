@@ -1,9 +1,10 @@
-//! The OpenSSL provider, through the `openssl` crate (system OpenSSL 3).
+//! The OpenSSL provider, through the `openssl` crate (system OpenSSL 3), with two parts done
+//! elsewhere because OpenSSL 3's per-call overhead made them most of a setup's cost
+//! (`esprit-pktgen ike`; figures in `benches/README.md`): HMAC and X25519.
 //!
 //! * PRFs and integrity algorithms are HMACs, the latter truncated
 //!   ([RFC 2404](https://www.rfc-editor.org/rfc/rfc2404),
-//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)). They are the one part not done by
-//!   OpenSSL but by RustCrypto's `hmac`, `sha1` and `sha2` (SHA-NI where the CPU has it):
+//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)), computed by RustCrypto's `hmac`, `sha1` and `sha2` (SHA-NI where the CPU has it):
 //!   through the `openssl` crate an HMAC is an `EVP_PKEY` MAC key and `EVP_DigestSign*`, and
 //!   OpenSSL 3 imports the key into its provider and fetches the algorithms anew on every
 //!   call — about half of the CPU time of a whole IKE_SA + CHILD_SA setup went there (a setup
@@ -14,14 +15,14 @@
 //!   ([RFC 5282 §4](https://www.rfc-editor.org/rfc/rfc5282#section-4),
 //!   [RFC 7634 §2](https://www.rfc-editor.org/rfc/rfc7634#section-2)); decryption writes into a
 //!   zeroized-on-drop buffer, so plaintext that fails authentication does not outlive the call.
-//! * Diffie-Hellman goes through `EVP_PKEY_derive`, after this module has checked the peer's
-//!   value itself ([RFC 6989](https://www.rfc-editor.org/rfc/rfc6989)); OpenSSL checks it again
-//!   when the peer key is set.
+//! * MODP and ECP Diffie-Hellman go through `EVP_PKEY_derive`, after this module has checked
+//!   the peer's value itself ([RFC 6989](https://www.rfc-editor.org/rfc/rfc6989)); OpenSSL
+//!   checks it again when the peer key is set. X25519 is AWS-LC's (aws-lc-rs): 2.5× faster
+//!   here, see [`X25519`]; an all-zero result is refused (RFC 8031 §2).
 //!
 //! What is relied on for secrets held by OpenSSL: private DH values and EC scalars are
-//! `BIGNUM`s freed with `BN_clear_free` (`DH_free`, `EC_KEY_free`), X25519 private keys are
-//! freed with `OPENSSL_secure_clear_free`, HMAC keys inside an `EVP_PKEY` are freed with
-//! `OPENSSL_clear_free` and cipher contexts are cleansed by `EVP_CIPHER_CTX_free`. Copies made
+//! `BIGNUM`s freed with `BN_clear_free` (`DH_free`, `EC_KEY_free`), AWS-LC zeroizes every
+//! allocation it frees (the X25519 keys), the HMAC state is zeroized on drop and cipher contexts are cleansed by `EVP_CIPHER_CTX_free`. Copies made
 //! on the Rust side (shared secrets, nonces with their salt, decrypted plaintext) are held in
 //! [`Zeroizing`] buffers.
 
@@ -33,7 +34,7 @@ use openssl::dh::Dh;
 use openssl::ec::{EcGroup, EcKey, EcPoint};
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey::{PKey, Private};
 use openssl::symm::{Cipher, Crypter, Mode};
 use zeroize::Zeroizing;
 
@@ -85,7 +86,7 @@ impl OpensslProvider {
                 if private.len() != 32 {
                     return Err(CryptoError::Length { what: "X25519 private value", len: private.len(), expected: 32 });
                 }
-                PKey::private_key_from_raw_bytes(private, Id::X25519).map_err(lib)?
+                return X25519::restore(private).map(|d| Box::new(d) as Box<dyn DhSecret>);
             }
         };
         OsslDh::new(group, key).map(|d| Box::new(d) as Box<dyn DhSecret>)
@@ -213,7 +214,7 @@ impl CryptoProvider for OpensslProvider {
                 let ec = ec_group(group)?;
                 PKey::from_ec_key(EcKey::generate(&ec).map_err(lib)?).map_err(lib)?
             }
-            DhGroup::Curve25519 => PKey::generate_x25519().map_err(lib)?,
+            DhGroup::Curve25519 => return X25519::generate().map(|d| Box::new(d) as Box<dyn DhSecret>),
         };
         OsslDh::new(group, key).map(|d| Box::new(d) as Box<dyn DhSecret>)
     }
@@ -338,7 +339,8 @@ fn ec_group(group: DhGroup) -> Result<EcGroup, CryptoError> {
     EcGroup::from_curve_name(nid).map_err(lib)
 }
 
-/// A private value held by OpenSSL, with its public value in KE payload form.
+/// A MODP or ECP private value held by OpenSSL, with its public value in KE payload form
+/// (X25519 is [`X25519`]'s).
 struct OsslDh {
     group: DhGroup,
     key: PKey<Private>,
@@ -368,7 +370,9 @@ impl OsslDh {
                 v.extend_from_slice(&pad(&y, group.shared_len())?);
                 v
             }
-            DhGroup::Curve25519 => key.raw_public_key().map_err(lib)?,
+            DhGroup::Curve25519 => {
+                return Err(CryptoError::Unsupported("X25519 through OpenSSL (it is AWS-LC's here)"))
+            }
         };
         if public.len() != group.public_len() {
             return Err(CryptoError::Library(format!(
@@ -394,7 +398,7 @@ impl OsslDh {
                 DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => {
                     "not x ‖ y of the field size (RFC 5903 §7: no point-format octet)"
                 }
-                DhGroup::Curve25519 => "not 32 bytes (RFC 8031 §2)",
+                DhGroup::Curve25519 => "not an OpenSSL group here",
             }));
         }
         match self.group {
@@ -431,7 +435,7 @@ impl OsslDh {
                     .map_err(|_| self.bad("not a point on the curve (RFC 6989 §2.3)"))?;
                 PKey::from_ec_key(key).map_err(lib)
             }
-            DhGroup::Curve25519 => PKey::public_key_from_raw_bytes(peer, Id::X25519).map_err(lib),
+            DhGroup::Curve25519 => Err(CryptoError::Unsupported("X25519 through OpenSSL (it is AWS-LC's here)")),
         }
     }
 }
@@ -449,7 +453,7 @@ impl DhSecret for OsslDh {
         let v = match self.group {
             DhGroup::Modp2048 | DhGroup::Modp3072 | DhGroup::Modp4096 => self.key.dh().ok()?.private_key().to_vec(),
             DhGroup::Ecp256 | DhGroup::Ecp384 | DhGroup::Ecp521 => self.key.ec_key().ok()?.private_key().to_vec(),
-            DhGroup::Curve25519 => self.key.raw_private_key().ok()?,
+            DhGroup::Curve25519 => return None,
         };
         Some(Zeroizing::new(v))
     }
@@ -462,11 +466,6 @@ impl DhSecret for OsslDh {
         let mut raw = Zeroizing::new(vec![0u8; len]);
         let n = match deriver.derive(&mut raw) {
             Ok(n) => n,
-            // X25519's only failure for a well-formed input is an all-zero result: the peer
-            // sent a low-order point (RFC 7748 §6.1, RFC 8031 §2 "MUST check").
-            Err(_) if self.group == DhGroup::Curve25519 => {
-                return Err(self.bad("low-order point: all-zero shared secret (RFC 8031 §2)"))
-            }
             Err(e) => return Err(lib(e)),
         };
         raw.truncate(n);
@@ -480,8 +479,84 @@ impl DhSecret for OsslDh {
         // MODP: OpenSSL strips leading zero bytes; g^ir is the prime's length (RFC 7296 §2.14).
         let mut shared = Zeroizing::new(vec![0u8; want]);
         shared[want - n..].copy_from_slice(&raw);
-        if self.group == DhGroup::Curve25519 && shared.iter().fold(0u8, |acc, b| acc | b) == 0 {
-            return Err(self.bad("low-order point: all-zero shared secret (RFC 8031 §2)"));
+        Ok(shared)
+    }
+}
+
+/// An X25519 private value held by AWS-LC (aws-lc-rs): its X25519 is s2n-bignum's, 2.5×
+/// OpenSSL 3's through the `openssl` crate here (gen + public + agree: 38 µs against 95 µs,
+/// most of OpenSSL's in its `EVP_PKEY` provider machinery), and X25519 was three quarters of
+/// an IKE_SA + CHILD_SA setup once HMAC left OpenSSL. AWS-LC cleanses the key's memory when
+/// it is freed (`OPENSSL_free` zeroizes every allocation).
+struct X25519 {
+    key: aws_lc_rs::agreement::PrivateKey,
+    public: Vec<u8>,
+}
+
+impl fmt::Debug for X25519 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Like OsslDh's: the group and the public value's length, never the private value.
+        f.debug_struct("AwsLcDh").field("group", &DhGroup::Curve25519).field("public_len", &self.public.len()).finish()
+    }
+}
+
+impl X25519 {
+    fn with_key(key: aws_lc_rs::agreement::PrivateKey) -> Result<X25519, CryptoError> {
+        let public = key.compute_public_key().map_err(|_| lc("computing the X25519 public value"))?.as_ref().to_vec();
+        if public.len() != DhGroup::Curve25519.public_len() {
+            return Err(lc("an X25519 public value of other than 32 bytes"));
+        }
+        Ok(X25519 { key, public })
+    }
+
+    fn generate() -> Result<X25519, CryptoError> {
+        let key = aws_lc_rs::agreement::PrivateKey::generate(&aws_lc_rs::agreement::X25519)
+            .map_err(|_| lc("generating an X25519 private value"))?;
+        X25519::with_key(key)
+    }
+
+    /// From the 32 raw private bytes (RFC 7748 §5: the scalar before clamping, as
+    /// [`DhSecret::private`] exports it; OpenSSL's raw private key is the same bytes, so
+    /// checkpoints written by either restore).
+    fn restore(private: &[u8]) -> Result<X25519, CryptoError> {
+        let key = aws_lc_rs::agreement::PrivateKey::from_private_key(&aws_lc_rs::agreement::X25519, private)
+            .map_err(|_| lc("loading an X25519 private value"))?;
+        X25519::with_key(key)
+    }
+}
+
+fn lc(what: &str) -> CryptoError {
+    CryptoError::Library(format!("AWS-LC failed {what}"))
+}
+
+impl DhSecret for X25519 {
+    fn group(&self) -> DhGroup {
+        DhGroup::Curve25519
+    }
+
+    fn public(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn private(&self) -> Option<Zeroizing<Vec<u8>>> {
+        use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin};
+        let seed: Curve25519SeedBin<'static> = self.key.as_be_bytes().ok()?;
+        Some(Zeroizing::new(seed.as_ref().to_vec()))
+    }
+
+    fn agree(&self, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let bad = |why| CryptoError::BadPublicValue { group: DhGroup::Curve25519, why };
+        if peer.len() != DhGroup::Curve25519.public_len() {
+            return Err(bad("not 32 bytes (RFC 8031 §2)"));
+        }
+        let peer = aws_lc_rs::agreement::UnparsedPublicKey::new(&aws_lc_rs::agreement::X25519, peer);
+        // Any 32 bytes are a u-coordinate (RFC 7748 §5 masks the top bit), so the one
+        // failure left is AWS-LC refusing an all-zero result: the peer sent a low-order point
+        // (RFC 7748 §6.1, RFC 8031 §2 "MUST check").
+        let shared = aws_lc_rs::agreement::agree(&self.key, peer, (), |s| Ok(Zeroizing::new(s.to_vec())))
+            .map_err(|()| bad("low-order point: all-zero shared secret (RFC 8031 §2)"))?;
+        if shared.len() != 32 || shared.iter().fold(0u8, |acc, b| acc | b) == 0 {
+            return Err(bad("low-order point: all-zero shared secret (RFC 8031 §2)"));
         }
         Ok(shared)
     }
