@@ -6,6 +6,7 @@
 #     of the same packets),
 #   * the two-worker scaling rows,
 #   * SA installation through the shared-memory rings (esprit-pktgen install),
+#   * IKE_SA + CHILD_SA setups per second (esprit-pktgen ike),
 #   * valid traffic with hostile ESP mixed in (esprit-pktgen junk),
 #   * the data plane between DPDK net_ring ports (the pipeline_dpdk bench),
 # and writes it all to target/bench-report.md.
@@ -36,6 +37,10 @@ mkdir -p target
   echo "## SA installation through the rings"
   echo
   "$pg" install --sas 100000
+  echo
+  echo "## IKE_SA + CHILD_SA setups (PSK, x25519, AES-GCM; the responder's calls, in memory)"
+  echo
+  "$pg" ike --clients 20000
   echo
   echo "## Valid traffic with junk ESP mixed in (one worker, inbound, 1000 clients, IMIX)"
   echo
