@@ -190,14 +190,25 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
+/// How this process's heap is backed, for the report's header: glibc puts it on transparent
+/// huge pages only when started with the `glibc.malloc.hugetlb` tunable.
+fn heap_pages() -> &'static str {
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if t.split(':').any(|kv| kv == "glibc.malloc.hugetlb=1") => "heap on transparent huge pages",
+        Ok(t) if t.split(':').any(|kv| kv == "glibc.malloc.hugetlb=2") => "heap on hugetlbfs pages",
+        _ => "heap on 4 KB pages",
+    }
+}
+
 fn table(ts: &[Transform], counts: &[u32], sizes: &[String], workers: &[usize], secs: f64) -> Result<(), String> {
     let hz = measure::tsc_hz(Duration::from_millis(200));
     let ipsec_mb = providers().into_iter().find(|p| p.name() == "ipsec-mb");
     println!(
-        "{} × {}, TSC {:.2} GHz; {} s per figure; bursts of {}; \"raw\": the provider's cipher alone on the same packets",
+        "{} × {}, TSC {:.2} GHz, {}; {} s per figure; bursts of {}; \"raw\": the provider's cipher alone on the same packets",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         hz / 1e9,
+        heap_pages(),
         secs,
         measure::BURST
     );
@@ -279,11 +290,12 @@ fn dir(inbound: bool) -> &'static str {
 fn install(t: Transform, sas: u32) -> Result<(), String> {
     let r = install::run(t, sas)?;
     println!(
-        "{} SAs ({} pairs, {}) installed through the rings in {:.3} s: {:.0} SAs/s (target ≥ 500000: {})",
+        "{} SAs ({} pairs, {}) installed through the rings in {:.3} s ({}): {:.0} SAs/s (target ≥ 500000: {})",
         r.sas,
         sas,
         t.name(),
         r.secs,
+        heap_pages(),
         r.per_second(),
         if r.per_second() >= 500_000.0 { "met" } else { "missed" }
     );
