@@ -102,6 +102,17 @@ fn run_mixed(ciphers: &[&dyn EspCipher], ops: &mut [CryptoOp<'_>], seal: bool) {
     // Ops without a cipher (a caller's mistake) are left as they are: Pending.
     let (ciphers, ops) = (&ciphers[..n], &mut ops[..n]);
     for (ciphers, ops) in ciphers.chunks(MAX_BURST).zip(ops.chunks_mut(MAX_BURST)) {
+        // One SA (the common case with few clients): its cipher takes the whole burst.
+        if let Some(&c) = ciphers.first() {
+            if ciphers.iter().all(|&o| same_cipher(o, c)) {
+                if seal {
+                    c.seal(ops);
+                } else {
+                    c.open(ops);
+                }
+                continue;
+            }
+        }
         // Ops the multi-buffer provider has run; without it, none.
         #[cfg_attr(not(feature = "ipsec-mb"), allow(unused_mut))]
         let mut done = [false; MAX_BURST];
