@@ -42,6 +42,8 @@ mkdir -p target
   echo
   "$pg" ike --clients 20000
   echo
+  "$pg" ike --clients 20000 --window 32 --loopback
+  echo
   echo "## Valid traffic with junk ESP mixed in (one worker, inbound, 1000 clients, IMIX)"
   echo
   "$pg" junk --seconds "$secs" | tail -n +3

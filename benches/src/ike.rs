@@ -146,3 +146,145 @@ pub fn run(clients: u32, window: u32) -> Result<Setups, String> {
     s.wall = t0.elapsed();
     Ok(s)
 }
+
+/// The same setups over real UDP sockets on loopback: the responder on one thread with its
+/// own socket (the gateway's, on 127.0.0.1), the initiators on another sharing one socket —
+/// to the responder they are many road warriors behind one NAT, as at a home router. Each
+/// thread keeps its endpoint's clock at the start (retransmission is never due). The
+/// responder polls its socket; its busy time (TSC) is every read that returned a datagram,
+/// its calls and its sends — not the reads that found nothing.
+pub fn run_loopback(clients: u32, window: u32) -> Result<Setups, String> {
+    use std::collections::HashMap;
+    use std::net::UdpSocket;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    let now = Instant::now();
+    let (mut resp, mut init) = endpoints(clients, window, now)?;
+    let io = |e: std::io::Error| format!("loopback socket: {e}");
+    let rsock = UdpSocket::bind("127.0.0.1:0").map_err(io)?;
+    let isock = UdpSocket::bind("127.0.0.1:0").map_err(io)?;
+    let gw = rsock.local_addr().map_err(io)?;
+    let me = isock.local_addr().map_err(io)?;
+    let timeout = Some(Duration::from_millis(5));
+    // The responder polls: a read that finds nothing is not counted as busy, one that finds
+    // a datagram is, syscall included.
+    rsock.set_nonblocking(true).map_err(io)?;
+    isock.set_read_timeout(timeout).map_err(io)?;
+    let done = AtomicBool::new(false);
+    let deadline = Duration::from_secs(120);
+    let t0 = Instant::now();
+
+    // Datagrams as the daemon frames them: the non-ESP marker (RFC 3948 §2.2) on the NAT-T
+    // port, stripped again on receipt.
+    fn frame(d: &esprit_ikev2::Datagram) -> Vec<u8> {
+        let mut v = Vec::with_capacity(d.data.len() + 4);
+        if d.marker {
+            v.extend_from_slice(&[0; 4]);
+        }
+        v.extend_from_slice(&d.data);
+        v
+    }
+    fn unframe(b: &[u8]) -> &[u8] {
+        match b {
+            [0, 0, 0, 0, rest @ ..] => rest,
+            _ => b,
+        }
+    }
+
+    let (resp_done, resp_cycles) = std::thread::scope(|s| {
+        let initiators = s.spawn(|| -> Result<u64, String> {
+            let mut buf = vec![0u8; 65536];
+            // The client each initiator SPI belongs to (the address it believes it has).
+            let mut local_of: HashMap<[u8; 8], SocketAddr> = HashMap::new();
+            let mut started = 0u32;
+            let mut cyc = 0u64;
+            let mut established = 0u64;
+            while !done.load(Relaxed) && t0.elapsed() < deadline {
+                let c0 = cycles();
+                while started < clients && u64::from(started) < established + u64::from(window) {
+                    init.initiate(now, started as usize, client_addr(started), gw, options())
+                        .ok_or("initiate refused")?;
+                    started += 1;
+                }
+                while let Some(o) = init.poll_output() {
+                    match o {
+                        Output::Send(d) => {
+                            if let Some(spi) = d.data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                                local_of.insert(spi, d.local);
+                            }
+                            isock.send_to(&frame(&d), gw).map_err(io)?;
+                        }
+                        Output::Install(_) => established += 1,
+                        _ => {}
+                    }
+                }
+                cyc += cycles().wrapping_sub(c0);
+                let (n, from) = match isock.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        continue
+                    }
+                    Err(e) => return Err(io(e)),
+                };
+                let c0 = cycles();
+                let data = unframe(&buf[..n]);
+                let local = data
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .and_then(|spi| local_of.get(&spi).copied())
+                    .unwrap_or(me);
+                init.handle_datagram(now, local, from, data);
+                cyc += cycles().wrapping_sub(c0);
+            }
+            Ok(cyc)
+        });
+        let mut buf = vec![0u8; 65536];
+        let (mut completed, mut busy) = (0u64, 0u64);
+        let mut progress = (0u64, Instant::now());
+        let r = (|| -> Result<(), String> {
+            while completed < u64::from(clients) {
+                if completed != progress.0 {
+                    progress = (completed, Instant::now());
+                }
+                // Nothing retransmits (the clocks stand still), so a lost datagram stalls a
+                // setup for good: with too many under way the sockets' receive buffers
+                // overflow.
+                if progress.1.elapsed() > Duration::from_secs(3) || t0.elapsed() > deadline {
+                    return Err(format!(
+                        "stalled after {completed} of {clients} setups: a datagram was lost (loopback receive \
+                         buffers overflow with many setups under way; try a smaller --window)"
+                    ));
+                }
+                let c0 = cycles();
+                let (n, from) = match rsock.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        if initiators.is_finished() {
+                            return Err(format!("the initiators stopped after {completed} of {clients} setups"));
+                        }
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    Err(e) => return Err(io(e)),
+                };
+                resp.handle_datagram(now, gw, from, unframe(&buf[..n]));
+                while let Some(o) = resp.poll_output() {
+                    match o {
+                        Output::Send(d) => {
+                            rsock.send_to(&frame(&d), d.remote).map_err(io)?;
+                        }
+                        Output::Install(_) => completed += 1,
+                        _ => {}
+                    }
+                }
+                busy += cycles().wrapping_sub(c0);
+            }
+            Ok(())
+        })();
+        done.store(true, Relaxed);
+        let init_cycles = initiators.join().map_err(|_| "the initiators panicked".to_string()).and_then(|r| r);
+        (r.and(init_cycles).map(|ic| (completed, ic)), busy)
+    });
+    let (completed, initiator_cycles) = resp_done?;
+    Ok(Setups { completed, responder_cycles: resp_cycles, initiator_cycles, wall: t0.elapsed() })
+}
