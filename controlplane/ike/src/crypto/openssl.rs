@@ -4,11 +4,12 @@
 //!
 //! * PRFs and integrity algorithms are HMACs, the latter truncated
 //!   ([RFC 2404](https://www.rfc-editor.org/rfc/rfc2404),
-//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)), computed by RustCrypto's `hmac`, `sha1` and `sha2` (SHA-NI where the CPU has it):
-//!   through the `openssl` crate an HMAC is an `EVP_PKEY` MAC key and `EVP_DigestSign*`, and
-//!   OpenSSL 3 imports the key into its provider and fetches the algorithms anew on every
-//!   call — about half of the CPU time of a whole IKE_SA + CHILD_SA setup went there (a setup
-//!   runs some forty HMACs: prf+, AUTH, the SK payloads' integrity when not an AEAD).
+//!   [RFC 4868](https://www.rfc-editor.org/rfc/rfc4868)), computed by RustCrypto's `hmac`,
+//!   `sha1` and `sha2` (SHA-NI where the CPU has it). Through the `openssl` crate an HMAC is
+//!   an `EVP_PKEY` MAC key and `EVP_DigestSign*`, and OpenSSL 3 imports the key into its
+//!   provider and fetches the algorithms anew on every call: about half of the CPU time of a
+//!   whole IKE_SA + CHILD_SA setup went there (a setup runs some forty HMACs: prf+, AUTH,
+//!   the SK payloads' integrity when not an AEAD).
 //! * AES-CBC runs without padding: the SK payload carries its own
 //!   ([RFC 7296 §3.14](https://www.rfc-editor.org/rfc/rfc7296#section-3.14)). The AEADs take
 //!   key ‖ 4-byte salt and build the 12-byte nonce as salt ‖ 8-byte IV
@@ -18,13 +19,13 @@
 //! * MODP and ECP Diffie-Hellman go through `EVP_PKEY_derive`, after this module has checked
 //!   the peer's value itself ([RFC 6989](https://www.rfc-editor.org/rfc/rfc6989)); OpenSSL
 //!   checks it again when the peer key is set. X25519 is AWS-LC's (aws-lc-rs): 2.5× faster
-//!   here, see [`X25519`]; an all-zero result is refused (RFC 8031 §2).
+//!   here (the private `X25519` type below); an all-zero result is refused (RFC 8031 §2).
 //!
-//! What is relied on for secrets held by OpenSSL: private DH values and EC scalars are
+//! What is relied on for secrets held by the libraries: private DH values and EC scalars are
 //! `BIGNUM`s freed with `BN_clear_free` (`DH_free`, `EC_KEY_free`), AWS-LC zeroizes every
-//! allocation it frees (the X25519 keys), the HMAC state is zeroized on drop and cipher contexts are cleansed by `EVP_CIPHER_CTX_free`. Copies made
-//! on the Rust side (shared secrets, nonces with their salt, decrypted plaintext) are held in
-//! [`Zeroizing`] buffers.
+//! allocation it frees (the X25519 keys), the HMAC state is zeroized on drop, and cipher
+//! contexts are cleansed by `EVP_CIPHER_CTX_free`. Copies made on the Rust side (shared
+//! secrets, nonces with their salt, decrypted plaintext) are held in [`Zeroizing`] buffers.
 
 use core::fmt;
 
@@ -483,7 +484,7 @@ impl DhSecret for OsslDh {
     }
 }
 
-/// An X25519 private value held by AWS-LC (aws-lc-rs): its X25519 is s2n-bignum's, 2.5×
+/// An X25519 private value held by AWS-LC (aws-lc-rs), whose X25519 is 2.5× as fast as
 /// OpenSSL 3's through the `openssl` crate here (gen + public + agree: 38 µs against 95 µs,
 /// most of OpenSSL's in its `EVP_PKEY` provider machinery), and X25519 was three quarters of
 /// an IKE_SA + CHILD_SA setup once HMAC left OpenSSL. AWS-LC cleanses the key's memory when
@@ -496,7 +497,7 @@ struct X25519 {
 impl fmt::Debug for X25519 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Like OsslDh's: the group and the public value's length, never the private value.
-        f.debug_struct("AwsLcDh").field("group", &DhGroup::Curve25519).field("public_len", &self.public.len()).finish()
+        f.debug_struct("X25519").field("group", &DhGroup::Curve25519).field("public_len", &self.public.len()).finish()
     }
 }
 
