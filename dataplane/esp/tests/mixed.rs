@@ -12,7 +12,7 @@ use esprit_esp::sa::{
     decap_mixed, encap_mixed, BurstSummary, InboundMeta, InboundSa, OutboundSa, SaParams, UdpEncap, SEQ_LOW_WATER,
 };
 use esprit_esp::{DropReason, HeapBuf, PacketBuf, Transform};
-use esprit_wire::{ipv4, ipv6, udp};
+use esprit_wire::{ipv6, udp};
 
 /// The client's outbound SA for `p`, made by `provider`.
 fn client_out_with(p: &SaParams, provider: &dyn CryptoProvider) -> OutboundSa {
@@ -42,23 +42,6 @@ const PATTERN: [usize; 40] = [
     0, 1, 1, 2, 3, 0, 4, 3, 3, 3, 1, 0, 0, 2, 4, 4, 1, 3, 2, 0, 1, 1, 1, 4, 0, 2, 2, 3, 0, 1, 4, 3, 2, 1, 0, 0, 0, 4,
     2, 1,
 ];
-
-fn meta_of(outer: &[u8]) -> InboundMeta {
-    let (ip_len, proto, src) = if outer[0] >> 4 == 4 {
-        let p = ipv4::Packet::new_checked(outer).unwrap();
-        (p.header_len(), p.protocol(), std::net::IpAddr::V4(p.src_addr()))
-    } else {
-        let p = ipv6::Packet::new_checked(outer).unwrap();
-        (40, p.next_header(), std::net::IpAddr::V6(p.src_addr()))
-    };
-    if proto == 17 {
-        let u = udp::Packet::new_checked(&outer[ip_len..]).unwrap();
-        let src = esprit_esp::sa::Endpoint { addr: src, port: u.src_port() };
-        InboundMeta { esp_offset: ip_len + 8, src, udp: true }
-    } else {
-        InboundMeta { esp_offset: ip_len, src: esprit_esp::sa::Endpoint { addr: src, port: 0 }, udp: false }
-    }
-}
 
 fn inners() -> Vec<Vec<u8>> {
     PATTERN.iter().enumerate().map(|(i, _)| inner(i % 3 == 0, 48 + (i * 131) % 1300, i as u8)).collect()

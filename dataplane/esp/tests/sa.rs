@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use esprit_esp::crypto::{CryptoOp, OpStatus};
-use esprit_esp::sa::{Decapped, Endpoint, InboundMeta, Lifetime, OutboundSa};
+use esprit_esp::sa::{Decapped, Endpoint, Lifetime, OutboundSa};
 use esprit_esp::{DropReason, HeapBuf, PacketBuf, Transform};
 use esprit_wire::{ipv4, ipv6, udp};
 
@@ -17,23 +17,6 @@ fn seal(out: &OutboundSa, inner: &[u8]) -> Vec<u8> {
     out.encap_burst(&mut b, &mut r, 1);
     r[0].unwrap();
     b[0].data().to_vec()
-}
-
-/// Where the ESP header is in an outer packet, and its source endpoint.
-fn meta_of(outer: &[u8]) -> InboundMeta {
-    let (ip_len, proto, src) = if outer[0] >> 4 == 4 {
-        let p = ipv4::Packet::new_checked(outer).unwrap();
-        (p.header_len(), p.protocol(), std::net::IpAddr::V4(p.src_addr()))
-    } else {
-        let p = ipv6::Packet::new_checked(outer).unwrap();
-        (40, p.next_header(), std::net::IpAddr::V6(p.src_addr()))
-    };
-    if proto == 17 {
-        let u = udp::Packet::new_checked(&outer[ip_len..]).unwrap();
-        InboundMeta { esp_offset: ip_len + 8, src: Endpoint { addr: src, port: u.src_port() }, udp: true }
-    } else {
-        InboundMeta { esp_offset: ip_len, src: Endpoint { addr: src, port: 0 }, udp: false }
-    }
 }
 
 fn open(sa: &esprit_esp::sa::InboundSa, outer: &[u8]) -> (Result<Decapped, DropReason>, Vec<u8>) {

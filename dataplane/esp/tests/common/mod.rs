@@ -117,3 +117,21 @@ pub fn client_out(p: &SaParams) -> OutboundSa {
 pub fn gw_in(p: &SaParams) -> InboundSa {
     InboundSa::new(p.clone(), default_provider(p.transform)).unwrap()
 }
+
+/// Where the ESP header is in an outer packet, and its source endpoint.
+pub fn meta_of(outer: &[u8]) -> esprit_esp::sa::InboundMeta {
+    use esprit_esp::sa::{Endpoint, InboundMeta};
+    let (ip_len, proto, src) = if outer[0] >> 4 == 4 {
+        let p = ipv4::Packet::new_checked(outer).unwrap();
+        (p.header_len(), p.protocol(), IpAddr::V4(p.src_addr()))
+    } else {
+        let p = ipv6::Packet::new_checked(outer).unwrap();
+        (40, p.next_header(), IpAddr::V6(p.src_addr()))
+    };
+    if proto == 17 {
+        let u = udp::Packet::new_checked(&outer[ip_len..]).unwrap();
+        InboundMeta { esp_offset: ip_len + 8, src: Endpoint { addr: src, port: u.src_port() }, udp: true }
+    } else {
+        InboundMeta { esp_offset: ip_len, src: Endpoint { addr: src, port: 0 }, udp: false }
+    }
+}
