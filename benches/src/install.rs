@@ -22,6 +22,8 @@ pub struct Installed {
     pub secs: f64,
     /// Messages the data plane refused (must be 0).
     pub refused: u64,
+    /// Bytes the installed SAs took in the SA arena (0 without one).
+    pub arena_bytes: u64,
 }
 
 impl Installed {
@@ -50,6 +52,7 @@ pub fn run(t: Transform, clients: u32) -> Result<Installed, String> {
     let (mut tx, mut rx) = cp.split();
     // Messages are built before the clock starts: esprit-ike has the keys in hand already.
     let msgs: Vec<Message> = (0..clients).flat_map(|i| add_sa(t, i)).collect();
+    let arena0 = esprit_heap::arena_used();
     let t0 = Instant::now();
     let sent = std::thread::scope(|s| {
         let producer = s.spawn(move || {
@@ -75,5 +78,6 @@ pub fn run(t: Transform, clients: u32) -> Result<Installed, String> {
     if sent != want || link.stats.applied + link.stats.rejected != want as u64 {
         return Err(format!("sent {sent}, applied {}, refused {} of {want}", link.stats.applied, link.stats.rejected));
     }
-    Ok(Installed { sas: link.stats.applied, secs, refused: link.stats.rejected })
+    let arena_bytes = esprit_heap::arena_used().saturating_sub(arena0) as u64;
+    Ok(Installed { sas: link.stats.applied, secs, refused: link.stats.rejected, arena_bytes })
 }

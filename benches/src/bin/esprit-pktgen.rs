@@ -19,6 +19,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// As esprit-dataplane: mimalloc, with the SA arena reserved before the tables fill.
+#[global_allocator]
+static HEAP: esprit_heap::Heap = esprit_heap::Heap;
+
 use clap::{Parser, Subcommand};
 use esprit_benches::junk::{self, Junk};
 use esprit_benches::measure::{self, Figures, Traffic};
@@ -31,6 +35,10 @@ use esprit_esp::Transform;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Do not reserve the SA arena the data plane reserves at start-up (`sa_arena = false`):
+    /// SAs then come from the ordinary heap as they are installed.
+    #[arg(long, global = true)]
+    no_sa_arena: bool,
 }
 
 #[derive(Subcommand)]
@@ -127,13 +135,21 @@ fn transform(s: &str) -> Result<Transform, String> {
 }
 
 fn main() -> ExitCode {
-    let r = match Cli::parse().cmd {
+    let cli = Cli::parse();
+    let arena = !cli.no_sa_arena;
+    let r = match cli.cmd {
         Cmd::Pcap { transform, sas, size, count, out } => pcap(transform, sas, &size, count, out),
-        Cmd::Table { transforms, sas, sizes, workers, seconds } => table(&transforms, &sas, &sizes, &workers, seconds),
-        Cmd::Install { transform, sas } => install(transform, sas),
+        Cmd::Table { transforms, sas, sizes, workers, seconds } => {
+            let heap = sa_arena(arena, sas.iter().copied().max().unwrap_or(0));
+            table(&transforms, &sas, &sizes, &workers, seconds, &heap)
+        }
+        Cmd::Install { transform, sas } => install(transform, sas, &sa_arena(arena, sas)),
         Cmd::Ike { clients, window, loopback } => ike_setups(clients, window, loopback),
         Cmd::Soak { clients, seconds, packets } => soak_run(clients, seconds, packets),
-        Cmd::Junk { transforms, sas, size, junk, seconds } => junk_table(&transforms, sas, &size, &junk, seconds),
+        Cmd::Junk { transforms, sas, size, junk, seconds } => {
+            let heap = sa_arena(arena, sas);
+            junk_table(&transforms, sas, &size, &junk, seconds, &heap)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -195,17 +211,26 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// How this process's heap is backed, for the report's header: glibc puts it on transparent
-/// huge pages only when started with the `glibc.malloc.hugetlb` tunable.
-fn heap_pages() -> &'static str {
-    match std::env::var("GLIBC_TUNABLES") {
-        Ok(t) if t.split(':').any(|kv| kv == "glibc.malloc.hugetlb=1") => "heap on transparent huge pages",
-        Ok(t) if t.split(':').any(|kv| kv == "glibc.malloc.hugetlb=2") => "heap on hugetlbfs pages",
-        _ => "heap on 4 KB pages",
+/// Reserves the SA arena for `clients` SA pairs, as esprit-dataplane does at start-up for
+/// its `max_sas` (unless `--no-sa-arena`); says what it got, for the report's header.
+fn sa_arena(reserve: bool, clients: u32) -> String {
+    if !reserve {
+        return "no SA arena (--no-sa-arena)".into();
+    }
+    match esprit_heap::reserve(esprit_heap::bytes_for_sas(clients as usize)) {
+        Ok(r) => format!("SA arena {r}"),
+        Err(e) => format!("no SA arena: {e}"),
     }
 }
 
-fn table(ts: &[Transform], counts: &[u32], sizes: &[String], workers: &[usize], secs: f64) -> Result<(), String> {
+fn table(
+    ts: &[Transform],
+    counts: &[u32],
+    sizes: &[String],
+    workers: &[usize],
+    secs: f64,
+    heap: &str,
+) -> Result<(), String> {
     let hz = measure::tsc_hz(Duration::from_millis(200));
     let ipsec_mb = providers().into_iter().find(|p| p.name() == "ipsec-mb");
     println!(
@@ -213,7 +238,7 @@ fn table(ts: &[Transform], counts: &[u32], sizes: &[String], workers: &[usize], 
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         hz / 1e9,
-        heap_pages(),
+        heap,
         secs,
         measure::BURST
     );
@@ -292,17 +317,20 @@ fn dir(inbound: bool) -> &'static str {
     }
 }
 
-fn install(t: Transform, sas: u32) -> Result<(), String> {
+fn install(t: Transform, sas: u32, heap: &str) -> Result<(), String> {
     let r = install::run(t, sas)?;
     println!(
-        "{} SAs ({} pairs, {}) installed through the rings in {:.3} s ({}): {:.0} SAs/s (target ≥ 500000: {})",
+        "{} SAs ({} pairs, {}) installed through the rings in {:.3} s: {:.0} SAs/s (target ≥ 500000: {}); {heap}{}",
         r.sas,
         sas,
         t.name(),
         r.secs,
-        heap_pages(),
         r.per_second(),
-        if r.per_second() >= 500_000.0 { "met" } else { "missed" }
+        if r.per_second() >= 500_000.0 { "met" } else { "missed" },
+        match r.arena_bytes {
+            0 => String::new(),
+            b => format!("; {} bytes of it per SA", b / r.sas.max(1)),
+        }
     );
     Ok(())
 }
@@ -346,13 +374,13 @@ fn ike_setups(clients: u32, window: u32, loopback: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn junk_table(ts: &[Transform], n: u32, size: &str, shares: &[usize], secs: f64) -> Result<(), String> {
+fn junk_table(ts: &[Transform], n: u32, size: &str, shares: &[usize], secs: f64, heap: &str) -> Result<(), String> {
     if n == 0 || shares.iter().any(|&j| j == 0 || j >= measure::BURST) {
         return Err(format!("--sas must be at least 1 and --junk between 1 and {}", measure::BURST - 1));
     }
     let hz = measure::tsc_hz(Duration::from_millis(200));
     println!(
-        "{} × {}, TSC {:.2} GHz; one worker, inbound, {n} clients, {size}; bursts of {}; {secs} s per figure",
+        "{} × {}, TSC {:.2} GHz, {heap}; one worker, inbound, {n} clients, {size}; bursts of {}; {secs} s per figure",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
         hz / 1e9,

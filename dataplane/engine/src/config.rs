@@ -6,6 +6,9 @@
 //! keepalive_interval = 20    # seconds between NAT keepalives on idle NAT-T SAs (0: off)
 //! workers = 2                # worker threads (lcores) of the live data plane
 //! cores = [1, 2]             # pin them to these CPUs
+//! max_sas = 65536            # SAs per direction the tables hold
+//! sa_arena = true            # live: reserve memory for max_sas SAs at start-up (hugepages
+//!                            # when the host has them free): no page fault installing SAs
 //!
 //! [[interface]]
 //! name = "wan"
@@ -184,6 +187,10 @@ pub struct Settings {
     pub cores: Vec<usize>,
     /// Most SAs per direction the tables hold.
     pub max_sas: usize,
+    /// Live mode: reserve and populate the memory of `max_sas` SAs per direction at start-up
+    /// (on hugetlbfs pages if the host has them free), so that installing an SA takes no
+    /// page fault and SA state sits on few huge pages (`esprit_heap`).
+    pub sa_arena: bool,
     /// Extra DPDK EAL arguments (for `driver = "dpdk"` interfaces).
     pub eal_args: Vec<String>,
     /// Instance name of the shared-memory rings to esprit-ike (`/dev/shm/esprit-NAME`);
@@ -207,6 +214,7 @@ impl Default for Settings {
             workers: 1,
             cores: Vec::new(),
             max_sas: 1 << 16,
+            sa_arena: true,
             eal_args: Vec::new(),
             control_ring: None,
         }
@@ -274,6 +282,7 @@ struct RawSettings {
     workers: Option<S<usize>>,
     cores: Option<S<Vec<usize>>>,
     max_sas: Option<S<usize>>,
+    sa_arena: Option<bool>,
     eal_args: Option<Vec<String>>,
     control_ring: Option<S<String>>,
 }
@@ -597,6 +606,9 @@ fn settings(c: &mut Ctx<'_>, raw: Option<&S<RawSettings>>) -> Settings {
     let mut t = s.max_sas as u64;
     range(c, &widen(&r.max_sas), "max_sas", 16, 1 << 24, &mut t);
     s.max_sas = t as usize;
+    if let Some(a) = r.sa_arena {
+        s.sa_arena = a;
+    }
     if let Some(cores) = &r.cores {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         match cores.get_ref().iter().find(|&&k| k >= n) {

@@ -121,6 +121,14 @@ where
     P: BufPool<Buf = D::Buf> + Send,
 {
     let st = &cfg.settings;
+    if st.sa_arena {
+        // Before the first SA (the configured ones are installed by Control::new), after
+        // DPDK took its hugepages.
+        match esprit_heap::reserve(esprit_heap::bytes_for_sas(st.max_sas)) {
+            Ok(r) => eprintln!("esprit-dataplane: SA arena for {} SAs per direction: {r}", st.max_sas),
+            Err(e) => eprintln!("esprit-dataplane: no SA arena ({e}); SAs come from the ordinary heap"),
+        }
+    }
     let (mut control, sh) = Control::new(cfg, Limits { max_sas: st.max_sas, ..Limits::default() })?;
     let n = per_worker.len();
     let mut link = match &st.control_ring {

@@ -12,6 +12,10 @@ use std::sync::Arc;
 
 use esprit_engine::{live, offline, Engine, HeapPool};
 
+/// mimalloc, with the SA arena the live data plane reserves at start-up.
+#[global_allocator]
+static HEAP: esprit_heap::Heap = esprit_heap::Heap;
+
 const USAGE: &str = "\
 usage: esprit-dataplane --config FILE [--check-config] [--stats]
                         [--pcap-in IF=FILE]... [--pcap-out IF=FILE]...

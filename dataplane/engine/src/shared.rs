@@ -278,11 +278,12 @@ impl Control {
             .ok_or_else(|| EngineError::Provider(want.clone(), esprit_esp::crypto::provider_names().join(", ")))
     }
 
-    /// Installs (or replaces) an SA.
+    /// Installs (or replaces) an SA. Its memory (the SA, key schedule, table entry) comes
+    /// from the SA arena when the process reserved one ([`esprit_heap::for_sas`]).
     pub fn add_sa(&mut self, dir: Direction, params: SaParams, g: &Guard) -> Result<(), EngineError> {
         let spi = params.spi;
         let p = self.provider(params.transform)?;
-        match dir {
+        esprit_heap::for_sas(|| match dir {
             Direction::In => {
                 let sa = InboundSa::new(params, p).map_err(|source| EngineError::Sa { spi, source })?;
                 sa.clock.start(self.now);
@@ -293,7 +294,7 @@ impl Control {
                 sa.clock.start(self.now);
                 self.sa_out.insert(spi, sa, g).map_err(|source| EngineError::Full { what: "outbound SA table", source })
             }
-        }
+        })
     }
 
     /// Removes an SA (and, for an outbound one, the policies pointing at it: their traffic

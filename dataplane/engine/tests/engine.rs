@@ -452,6 +452,18 @@ fn config_errors_name_the_line() {
     let bad =
         config_toml("").replace("spi = 0x1001", "spi = 12").replace("mac = \"02:00:00:00:02:05\"", "mac = \"bogus\"");
     assert_eq!(config::parse("gw.toml", &bad).unwrap_err().0.len(), 2);
+    let bad = config_toml("sa_arena = \"yes\"");
+    let e = config::parse("gw.toml", &bad).unwrap_err();
+    assert_eq!(e.0[0].line, bad.lines().position(|l| l.starts_with("sa_arena")).unwrap() + 1);
+    assert!(e.to_string().contains("expected a boolean"), "{e}");
+}
+
+#[test]
+fn sa_arena_is_on_unless_turned_off() {
+    assert!(config::parse("gw.toml", &config_toml("")).unwrap().settings.sa_arena);
+    let off = config::parse("gw.toml", &config_toml("sa_arena = false\nmax_sas = 1024")).unwrap();
+    assert!(!off.settings.sa_arena);
+    assert_eq!(off.settings.max_sas, 1024);
 }
 
 /// Two workers: the first to see an SA owns it; the other hands its packets over, so the
