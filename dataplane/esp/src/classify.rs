@@ -52,6 +52,25 @@ pub enum Class {
     Drop(DropReason),
 }
 
+/// The SPI of an outer packet that looks like ESP (raw, or in UDP to port 4500 without the
+/// non-ESP marker) at a glance: no checksum, length or address check. A hint for
+/// prefetching the SA a burst will look up; [`classify`] decides.
+#[inline]
+pub fn peek_spi(pkt: &[u8]) -> Option<u32> {
+    let (proto, off) = match pkt.first()? >> 4 {
+        4 => (*pkt.get(9)?, ((pkt[0] & 0x0f) as usize) * 4),
+        6 => (*pkt.get(6)?, 40),
+        _ => return None,
+    };
+    let at = match proto {
+        ip_proto::ESP => off,
+        ip_proto::UDP if pkt.get(off + 2..off + 4)? == 4500u16.to_be_bytes() => off + 8,
+        _ => return None,
+    };
+    let spi = u32::from_be_bytes(pkt.get(at..at + 4)?.try_into().ok()?);
+    (spi != 0).then_some(spi)
+}
+
 /// Classifies an outer IP packet (starting at the IP header). `is_local` says whether an
 /// address is one of ours.
 pub fn classify(pkt: &[u8], is_local: impl Fn(IpAddr) -> bool) -> Class {

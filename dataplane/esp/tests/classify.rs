@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use core::net::IpAddr;
-use esprit_esp::classify::{classify, Class};
+use esprit_esp::classify::{classify, peek_spi, Class};
 use esprit_esp::frag::FragmentsV4;
 use esprit_esp::reasm::{ReasmConfig, Reassembler};
 use esprit_esp::sa::Endpoint;
@@ -167,6 +167,31 @@ fn ipv6_cases() {
     bad[6] = 0; // hop-by-hop with no room for it
     assert_eq!(drop_of(&bad), DropReason::Ipv6BadExtHeaders);
     assert_eq!(drop_of(&p[..30]), DropReason::Ipv6Malformed);
+}
+
+/// The prefetch hint agrees with the classifier on ESP, and names no SPI for the rest.
+#[test]
+fn peek_spi_hints_the_classifiers_spi() {
+    let esp_udp = natt(&[0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1, 9, 9, 9, 9]);
+    let esp_raw = raw_ip4(50, &[0, 0, 0x10, 0x01, 0, 0, 0, 1, 9, 9, 9, 9]);
+    let esp6 = udp6(v6(CLIENT6), v6(GW6), 4500, 4500, &[0, 0, 0x30, 0, 0, 0, 0, 1, 9, 9]);
+    for (p, spi) in [(&esp_udp, 0x1234_5678), (&esp_raw, 0x1001), (&esp6, 0x3000)] {
+        assert!(matches!(classify(p, ours), Class::Esp { spi: s, .. } if s == spi));
+        assert_eq!(peek_spi(p), Some(spi));
+    }
+    let ike = natt(&[&[0u8; 4][..], &ike_msg(28 + 4, 28)].concat());
+    let keepalive = natt(&[0xff]);
+    let ike500 = udp4(v4(CLIENT), v4(GW), 500, 500, &ike_msg(28, 28), false);
+    for p in [&ike, &keepalive, &ike500, &raw_ip4(6, &[0; 20])] {
+        assert!(!matches!(classify(p, ours), Class::Esp { .. }));
+        assert_eq!(peek_spi(p), None);
+    }
+    // Truncated or not IP at all: no hint, no panic.
+    for n in 0..esp_udp.len() {
+        let _ = peek_spi(&esp_udp[..n]);
+    }
+    assert_eq!(peek_spi(&esp_udp[..30]), None);
+    assert_eq!(peek_spi(&[0x75; 64]), None);
 }
 
 /// One of our ESP-in-UDP packets as it left the gateway, `len` bytes long.
