@@ -432,15 +432,20 @@ fn junk_table(ts: &[Transform], n: u32, size: &str, shares: &[usize], secs: f64,
 fn soak_run(clients: u32, seconds: f64, packets: u32) -> Result<(), String> {
     let s = soak::run(clients, Duration::from_secs_f64(seconds), packets)?;
     let mib = |k: u64| k as f64 / 1024.0;
-    // The first cycles grow the tables and the allocator's pools; from the third on, the
-    // resident memory must stay within 5 % (and 1 MiB) of what it was after the second.
-    let base = s.rss_kib.get(1.min(s.rss_kib.len().saturating_sub(1))).copied().unwrap_or(0);
-    let (max, last) = (s.rss_kib.iter().copied().max().unwrap_or(0), s.rss_kib.last().copied().unwrap_or(0));
-    let flat = s.rss_kib.iter().skip(2).all(|&r| r <= base + base / 20 + 1024);
+    // A leak grows with the cycles; the allocator's pools do not, but mimalloc returns freed
+    // pages to the OS and takes them back as it goes, so the resident memory after one cycle
+    // swings by several MiB (it even fell by 6 MiB from the first cycle to the second once).
+    // So: the highest figure of the run's second half must stay within 5 % (and 1 MiB) of the
+    // highest of its first half.
+    let rss = &s.rss_kib;
+    let half = (rss.len() / 2).max(1).min(rss.len());
+    let base = rss[..half].iter().copied().max().unwrap_or(0);
+    let (max, last) = (rss[half..].iter().copied().max().unwrap_or(0), rss.last().copied().unwrap_or(0));
+    let flat = rss.len() < 4 || max <= base + base / 20 + 1024;
     println!(
         "{} cycles of {clients} clients in {:.1} s: {} IKE setups, {} CHILD rekeys, {} IKE rekeys, {} disconnects; \
          {} packets offered to the gateway, {} forwarded, {} dropped, {} opened by the clients; \
-         resident memory after cycle 2 {:.1} MiB, highest {:.1}, last {:.1}: {}",
+         resident memory highest in the first half {:.1} MiB, in the second half {:.1}, last {:.1}: {}",
         s.cycles,
         s.wall.as_secs_f64(),
         s.setups,
