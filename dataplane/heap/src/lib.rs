@@ -18,7 +18,7 @@
 //!
 //! Why: with glibc's heap, 40 % of the data plane's time installing SAs went to first-touch
 //! page faults and `posix_memalign` of each SA's memory (the 64-byte-aligned SA, ~1 KiB of
-//! key schedule); installation ran at 270–410k SAs/s. benches/README.md has the figures
+//! key schedule); installation ran at 240–400k SAs/s here. benches/README.md has the figures
 //! with the arena and the method.
 
 use core::alloc::{GlobalAlloc, Layout};
