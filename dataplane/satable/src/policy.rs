@@ -49,10 +49,15 @@ impl PolicyTable {
     /// The SPI protecting a packet from `src` to `dst`.
     #[inline]
     pub fn lookup(&self, src: IpAddr, dst: IpAddr, guard: &Guard) -> Option<u32> {
-        if let Some(v) = self.hosts.get(&dst, guard) {
-            if let Some(&(_, spi)) = v.iter().find(|(s, _)| s.contains(src)) {
-                return Some(spi);
-            }
+        self.resolve(self.hosts.get(&dst, guard), src, dst, guard)
+    }
+
+    /// The SPI for `src` → `dst`, given the host entry of `dst` (if any): the entry's first
+    /// source prefix holding `src`, else the first prefix policy that matches.
+    #[inline]
+    fn resolve(&self, host: Option<&Vec<(IpCidr, u32)>>, src: IpAddr, dst: IpAddr, guard: &Guard) -> Option<u32> {
+        if let Some(&(_, spi)) = host.and_then(|v| v.iter().find(|(s, _)| s.contains(src))) {
+            return Some(spi);
         }
         self.prefixes.load(guard).iter().find(|p| p.dst.contains(dst) && p.src.contains(src)).map(|p| p.spi)
     }
@@ -77,15 +82,7 @@ impl PolicyTable {
                 crate::hash::prefetch_slice(l);
             }
             for (j, (&(src, dst), o)) in flows.iter().zip(out.iter_mut()).enumerate() {
-                *o = match lists[j].and_then(|v| v.iter().find(|(s, _)| s.contains(src))) {
-                    Some(&(_, spi)) => Some(spi),
-                    None => self
-                        .prefixes
-                        .load(guard)
-                        .iter()
-                        .find(|p| p.dst.contains(dst) && p.src.contains(src))
-                        .map(|p| p.spi),
-                };
+                *o = self.resolve(lists[j], src, dst, guard);
             }
         }
     }
