@@ -138,6 +138,44 @@ pub(crate) fn prefetch_slice<T>(s: &[T]) {
     }
 }
 
+/// Keys handled at once by the burst lookups.
+const BURST_CHUNK: usize = 32;
+
+/// Per key of a chunk: the entry its home slot holds under its tag, if any, and whether the
+/// home slot was never used.
+type HomeEntries<'g, K, V> = ([Option<&'g Node<K, V>>; BURST_CHUNK], [bool; BURST_CHUNK]);
+
+/// For up to [`BURST_CHUNK`] keys: every key's home slot is prefetched, then the entry of
+/// each home slot whose tag matches is loaded and prefetched. Returns per key that entry
+/// (if any) and whether the home slot was never used (the key is absent).
+#[inline(always)]
+fn home_entries<'g, K: Hash, V>(slots: &'g Slots<K, V>, keys: &[K], guard: &'g Guard) -> HomeEntries<'g, K, V> {
+    debug_assert!(keys.len() <= BURST_CHUNK);
+    let mut tags = [0u64; BURST_CHUNK];
+    for (t, k) in tags.iter_mut().zip(keys) {
+        *t = tag_of(k);
+        prefetch(&slots.slots[*t as usize & slots.mask]);
+    }
+    let mut nodes: [Option<&'g Node<K, V>>; BURST_CHUNK] = [None; BURST_CHUNK];
+    let mut empty = [false; BURST_CHUNK];
+    for j in 0..keys.len() {
+        let slot = &slots.slots[tags[j] as usize & slots.mask];
+        match slot.tag.load(Acquire) {
+            EMPTY => empty[j] = true,
+            t if t == tags[j] => {
+                // SAFETY: as in `HashTable::get`: the caller's guard was pinned before the
+                // slot array and the node pointer were loaded.
+                nodes[j] = unsafe { slot.node.load(Acquire, guard).as_ref() };
+                if let Some(n) = nodes[j] {
+                    prefetch(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    (nodes, empty)
+}
+
 fn tag_of<K: Hash>(k: &K) -> u64 {
     let mut h = FxHasher::default();
     k.hash(&mut h);
@@ -194,34 +232,12 @@ impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
     /// instead of once per key.
     /// `out` must be at least as long as `keys`.
     pub fn get_many<'g>(&'g self, keys: &[K], guard: &'g Guard, out: &mut [Option<&'g V>]) {
-        const CHUNK: usize = 32;
         debug_assert!(out.len() >= keys.len());
         let s = self.slots.load(Acquire, guard);
         // SAFETY: as in `get`.
         let slots = unsafe { s.deref() };
-        for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let mut tags = [0u64; CHUNK];
-            for (t, k) in tags.iter_mut().zip(keys) {
-                *t = tag_of(k);
-                prefetch(&slots.slots[*t as usize & slots.mask]);
-            }
-            // Each key's home slot: a match is prefetched; anything else is settled below.
-            let mut nodes: [Option<&'g Node<K, V>>; CHUNK] = [None; CHUNK];
-            let mut empty = [false; CHUNK];
-            for j in 0..keys.len() {
-                let slot = &slots.slots[tags[j] as usize & slots.mask];
-                match slot.tag.load(Acquire) {
-                    EMPTY => empty[j] = true,
-                    t if t == tags[j] => {
-                        // SAFETY: as in `get`.
-                        nodes[j] = unsafe { slot.node.load(Acquire, guard).as_ref() };
-                        if let Some(n) = nodes[j] {
-                            prefetch(n);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        for (keys, out) in keys.chunks(BURST_CHUNK).zip(out.chunks_mut(BURST_CHUNK)) {
+            let (nodes, empty) = home_entries(slots, keys, guard);
             for (j, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
                 *o = match nodes[j] {
                     Some(n) if n.key == *k => Some(&n.value),
@@ -233,32 +249,16 @@ impl<K: Hash + Eq + 'static, V: 'static> HashTable<K, V> {
         }
     }
 
-    /// Hints that every key of `keys` will be looked up soon: their home slots are fetched
-    /// into the cache, then the entries of the slots whose tags match. The lookups that
-    /// follow, one [`get`](Self::get) each, then hit the cache, and a burst pays its misses
-    /// about once instead of twice per key.
+    /// Hints that every key of `keys` will be looked up soon: the first two steps of
+    /// [`get_many`](Self::get_many) (home slots, then the entries whose tags match, into
+    /// the cache). The lookups that follow, one [`get`](Self::get) each, then hit the
+    /// cache, and a burst pays its misses about once instead of twice per key.
     pub fn prefetch_many(&self, keys: &[K], guard: &Guard) {
-        const CHUNK: usize = 64;
         let s = self.slots.load(Acquire, guard);
         // SAFETY: as in `get`.
         let slots = unsafe { s.deref() };
-        for keys in keys.chunks(CHUNK) {
-            let mut homes = [0usize; CHUNK];
-            let mut tags = [0u64; CHUNK];
-            for ((h, t), k) in homes.iter_mut().zip(tags.iter_mut()).zip(keys) {
-                *t = tag_of(k);
-                *h = *t as usize & slots.mask;
-                prefetch(&slots.slots[*h]);
-            }
-            for (&h, &t) in homes.iter().zip(&tags).take(keys.len()) {
-                let slot = &slots.slots[h];
-                if slot.tag.load(Acquire) == t {
-                    // SAFETY: as in `get`.
-                    if let Some(n) = unsafe { slot.node.load(Acquire, guard).as_ref() } {
-                        prefetch(n);
-                    }
-                }
-            }
+        for keys in keys.chunks(BURST_CHUNK) {
+            home_entries(slots, keys, guard);
         }
     }
 
