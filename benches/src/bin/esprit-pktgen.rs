@@ -74,6 +74,12 @@ enum Cmd {
         /// Measured seconds per figure.
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+        /// Only this direction (`inbound` or `outbound`); both by default.
+        #[arg(long, value_parser = ["inbound", "outbound"])]
+        direction: Option<String>,
+        /// Leave out the raw crypto columns (for profiling the pipeline alone).
+        #[arg(long)]
+        no_raw: bool,
     },
     /// Install SA pairs through the shared-memory rings and report SAs per second.
     Install {
@@ -139,9 +145,14 @@ fn main() -> ExitCode {
     let arena = !cli.no_sa_arena;
     let r = match cli.cmd {
         Cmd::Pcap { transform, sas, size, count, out } => pcap(transform, sas, &size, count, out),
-        Cmd::Table { transforms, sas, sizes, workers, seconds } => {
+        Cmd::Table { transforms, sas, sizes, workers, seconds, direction, no_raw } => {
             let heap = sa_arena(arena, sas.iter().copied().max().unwrap_or(0));
-            table(&transforms, &sas, &sizes, &workers, seconds, &heap)
+            let dirs: &[bool] = match direction.as_deref() {
+                Some("inbound") => &[true],
+                Some(_) => &[false],
+                None => &[true, false],
+            };
+            table(&transforms, &sas, &sizes, &workers, seconds, Only { dirs, raw: !no_raw }, &heap)
         }
         Cmd::Install { transform, sas } => install(transform, sas, &sa_arena(arena, sas)),
         Cmd::Ike { clients, window, loopback } => ike_setups(clients, window, loopback),
@@ -223,12 +234,20 @@ fn sa_arena(reserve: bool, clients: u32) -> String {
     }
 }
 
+/// What of the table to measure: the directions (inbound = true), and whether the raw
+/// crypto columns too.
+struct Only<'a> {
+    dirs: &'a [bool],
+    raw: bool,
+}
+
 fn table(
     ts: &[Transform],
     counts: &[u32],
     sizes: &[String],
     workers: &[usize],
     secs: f64,
+    only: Only<'_>,
     heap: &str,
 ) -> Result<(), String> {
     let hz = measure::tsc_hz(Duration::from_millis(200));
@@ -263,13 +282,13 @@ fn table(
             let (_control, sh) = measure::gateway(t, n)?;
             for label in sizes {
                 let sz = scenario::sizes(label, t)?;
-                for inbound in [true, false] {
+                for &inbound in only.dirs {
                     let tr = Traffic::new(t, n, &sz, inbound);
-                    let mb = match ipsec_mb {
+                    let mb = match ipsec_mb.filter(|_| only.raw) {
                         Some(p) => Some(raw(p, t, label, &sz, inbound)?),
                         None => None,
                     };
-                    let ch = raw(chosen, t, label, &sz, inbound)?;
+                    let ch = if only.raw { Some(raw(chosen, t, label, &sz, inbound)?) } else { None };
                     for &w in workers {
                         let per = measure::pipeline_threads(&sh, &tr, secs, w)
                             .map_err(|e| format!("{} {n} SAs {label} {}: {e}", t.name(), dir(inbound)))?;
@@ -285,7 +304,7 @@ fn table(
                             format!("≥ {x:.1} {}", if mpps >= x { "met" } else { "missed" })
                         });
                         println!(
-                            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {} | {:.0} ({}) | {} | {} |",
+                            "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {} | {} | {} | {} |",
                             t.name(),
                             n,
                             dir(inbound),
@@ -296,8 +315,7 @@ fn table(
                             ns,
                             all.cycles_per_packet(),
                             mb.map_or("–".into(), |v| format!("{v:.0}")),
-                            ch,
-                            chosen.name(),
+                            ch.map_or("–".into(), |v| format!("{v:.0} ({})", chosen.name())),
                             mb.map_or("–".into(), |v| format!("{:.2}", ns / v)),
                             tgt
                         );

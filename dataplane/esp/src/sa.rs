@@ -390,8 +390,13 @@ fn run_end<T>(sas: &[&T], i: usize) -> usize {
 }
 
 /// The outer IP (+UDP) header of an SA, written in front of each packet of a burst.
+///
+/// Kept and written as whole 64-bit words (byte `k` of the header is byte `k % 8` of word
+/// `k / 8`, little-endian) and built with arithmetic, never byte by byte: a header assembled
+/// bytewise on the stack and then read back wider stalls on store forwarding, which with one
+/// packet per SA (many clients) was paid for every packet.
 struct OuterTemplate {
-    bytes: [u8; 48],
+    words: [u64; 6],
     ip_len: usize,
     udp: bool,
     /// IPv4 only: one's-complement sum of the constant header words.
@@ -401,37 +406,49 @@ struct OuterTemplate {
 
 const OUTER_TTL: u8 = 64;
 
+/// The 8 header bytes `b` as a template word.
+#[inline(always)]
+fn word(b: [u8; 8]) -> u64 {
+    u64::from_le_bytes(b)
+}
+
 impl OuterTemplate {
+    #[inline]
     fn new(local: IpAddr, peer: Endpoint, encap: Option<UdpEncap>) -> OuterTemplate {
-        let mut t = OuterTemplate { bytes: [0; 48], ip_len: 20, udp: encap.is_some(), sum: 0, v6: None };
         let proto = if encap.is_some() { ip_proto::UDP } else { ip_proto::ESP };
+        // Source and destination UDP ports, as the first 4 bytes of the UDP header.
+        let ports = encap.map_or(0, |e| {
+            let (s, d) = (e.local_port.to_be_bytes(), peer.port.to_be_bytes());
+            u32::from_le_bytes([s[0], s[1], d[0], d[1]]) as u64
+        });
+        let mut t = OuterTemplate { words: [0; 6], ip_len: 20, udp: encap.is_some(), sum: 0, v6: None };
         match (local, peer.addr) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let b = &mut t.bytes;
-                b[0] = 0x45;
-                b[8] = OUTER_TTL;
-                b[9] = proto;
-                b[12..16].copy_from_slice(&s.octets());
-                b[16..20].copy_from_slice(&d.octets());
-                t.sum = checksum::add(0, &b[..20]);
+                let (sv, dv) = (u32::from(s) as u64, u32::from(d) as u64);
+                // Bytes 0-7 (version, TOS, length, ID, flags) are filled in per packet.
+                t.words[1] = OUTER_TTL as u64 | (proto as u64) << 8 | (u32::from_le_bytes(s.octets()) as u64) << 32;
+                t.words[2] = u32::from_le_bytes(d.octets()) as u64 | ports << 32;
+                t.sum = 0x4500
+                    + ((OUTER_TTL as u64) << 8 | proto as u64)
+                    + (sv >> 16)
+                    + (sv & 0xffff)
+                    + (dv >> 16)
+                    + (dv & 0xffff);
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let b = &mut t.bytes;
-                b[0] = 0x60;
-                b[6] = proto;
-                b[7] = OUTER_TTL;
-                b[8..24].copy_from_slice(&s.octets());
-                b[24..40].copy_from_slice(&d.octets());
+                let (sb, db) = (s.octets(), d.octets());
+                // Bytes 0-3 (version, traffic class) are filled in per packet, 4-5 too.
+                t.words[0] = (proto as u64) << 48 | (OUTER_TTL as u64) << 56;
+                for k in 0..2 {
+                    t.words[1 + k] = word(sb[8 * k..8 * k + 8].try_into().unwrap_or_default());
+                    t.words[3 + k] = word(db[8 * k..8 * k + 8].try_into().unwrap_or_default());
+                }
+                t.words[5] = ports;
                 t.ip_len = 40;
                 t.v6 = Some((s, d));
             }
             // Families are validated when the SA is made and when the peer changes.
             _ => {}
-        }
-        if let Some(e) = encap {
-            let u = &mut t.bytes[t.ip_len..t.ip_len + 8];
-            u[0..2].copy_from_slice(&e.local_port.to_be_bytes());
-            u[2..4].copy_from_slice(&peer.port.to_be_bytes());
         }
         t
     }
@@ -441,34 +458,55 @@ impl OuterTemplate {
         self.ip_len + if self.udp { 8 } else { 0 }
     }
 
-    /// Writes the header for an ESP packet of `esp_len` bytes.
+    /// Writes the header for an ESP packet of `esp_len` bytes. Up to 7 bytes after the
+    /// header are overwritten too (the caller writes the ESP header there next); `d` must
+    /// hold at least `len() + 8` bytes.
     #[inline]
     fn write(&self, d: &mut [u8], esp_len: usize, ident: u16, tos: u8, df: bool) {
-        let n = self.len();
-        d[..n].copy_from_slice(&self.bytes[..n]);
-        let l4_len = esp_len + if self.udp { 8 } else { 0 };
+        let l4_len = (esp_len + if self.udp { 8 } else { 0 }) as u16;
+        let w = &self.words;
         if self.v6.is_none() {
-            let total = (20 + l4_len) as u16;
+            let total = 20 + l4_len;
             let flags: u16 = if df { 0x4000 } else { 0 };
-            d[1] = tos;
-            d[2..4].copy_from_slice(&total.to_be_bytes());
-            d[4..6].copy_from_slice(&ident.to_be_bytes());
-            d[6..8].copy_from_slice(&flags.to_be_bytes());
             let c = !checksum::fold(self.sum + tos as u64 + total as u64 + ident as u64 + flags as u64);
-            d[10..12].copy_from_slice(&c.to_be_bytes());
+            put(
+                d,
+                0,
+                word([
+                    0x45,
+                    tos,
+                    (total >> 8) as u8,
+                    total as u8,
+                    (ident >> 8) as u8,
+                    ident as u8,
+                    (flags >> 8) as u8,
+                    0,
+                ]),
+            );
+            put(d, 1, w[1] | (c.swap_bytes() as u64) << 16);
+            put(d, 2, w[2]);
+            if self.udp {
+                // IPv4: zero UDP checksum (RFC 3948 §2.1).
+                put(d, 3, l4_len.swap_bytes() as u64);
+            }
         } else {
             // Traffic class copied from the inner packet (RFC 4301 §5.1.2.1, RFC 6040).
-            d[0] = 0x60 | tos >> 4;
-            d[1] = tos << 4;
-            d[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        }
-        if self.udp {
-            let u = &mut d[self.ip_len..self.ip_len + 8];
-            u[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            // IPv4: zero checksum (RFC 3948 §2.1). IPv6: filled in after encryption.
-            u[6..8].fill(0);
+            put(d, 0, w[0] | word([0x60 | tos >> 4, tos << 4, 0, 0, (l4_len >> 8) as u8, l4_len as u8, 0, 0]));
+            for (k, &v) in w.iter().enumerate().take(5).skip(1) {
+                put(d, k, v);
+            }
+            if self.udp {
+                // IPv6: the UDP checksum is filled in after encryption.
+                put(d, 5, w[5] | (l4_len.swap_bytes() as u64) << 32);
+            }
         }
     }
+}
+
+/// Stores template word `k`.
+#[inline(always)]
+fn put(d: &mut [u8], k: usize, v: u64) {
+    d[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
 }
 
 /// Inner packet facts read before encapsulation.
