@@ -151,6 +151,11 @@ fn classify_v6(pkt: &[u8], is_local: impl Fn(IpAddr) -> bool) -> Class {
 }
 
 /// ESP or UDP at `off`, the datagram ending at `end`.
+///
+/// Inlined, as `natt` is, so that the addresses stay in registers: passed to a call, an
+/// IPv4 `IpAddr` (17 bytes, 4 of them written) is copied with 8-byte loads, which stall on
+/// store forwarding — per packet.
+#[inline(always)]
 fn classify_l4(proto: u8, pkt: &[u8], off: usize, end: usize, src: IpAddr, dst: IpAddr) -> Class {
     let l4 = &pkt[off..end];
     match proto {
@@ -187,6 +192,7 @@ fn classify_l4(proto: u8, pkt: &[u8], off: usize, end: usize, src: IpAddr, dst: 
 }
 
 /// RFC 3948 §2: the three things UDP 4500 can carry.
+#[inline(always)]
 fn natt(payload: &[u8], poff: usize, src: Endpoint, dst: Endpoint, u: &udp::Packet<&[u8]>) -> Class {
     match payload {
         [0xff] => Class::Keepalive { src },
