@@ -829,8 +829,9 @@ impl InboundSa {
     }
 
     /// After authentication: commit the sequence number, strip headers and trailer, check
-    /// the inner packet.
-    #[inline]
+    /// the inner packet. Always inlined: its result, returned through memory in pieces and
+    /// read back whole, stalled on store forwarding for every packet.
+    #[inline(always)]
     fn finish_one<B: PacketBuf>(
         &self,
         b: &mut B,
