@@ -67,18 +67,23 @@ pub const DEFAULT_HEADROOM: usize = 128;
 /// Default capacity: headroom plus a 2048-byte data room, as a default DPDK mbuf.
 pub const DEFAULT_CAPACITY: usize = DEFAULT_HEADROOM + 2048;
 
-/// A heap-allocated packet buffer, for tests, benches, the pcap backend and the in-memory
-/// backend. Allocated once and reused; nothing on the fast path allocates.
+/// A heap-allocated packet buffer, for tests, benches, the AF_PACKET and pcap backends and
+/// the in-memory backend. Allocated once and reused; nothing on the fast path allocates.
+///
+/// Where the data starts and ends is one 64-bit word, always written whole: a buffer is
+/// moved between the stages of a burst, and a move read two separately written 8-byte
+/// fields with one 16-byte load, which stalled on store forwarding (30 % of
+/// `Worker::route_out`'s samples and more of `Worker::rx`'s).
 #[derive(Clone)]
 pub struct HeapBuf {
     mem: Box<[u8]>,
-    start: usize,
-    end: usize,
+    /// Start of the data (low 32 bits) and its end (high 32 bits), offsets into `mem`.
+    bounds: u64,
 }
 
 impl core::fmt::Debug for HeapBuf {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HeapBuf").field("len", &self.len()).field("headroom", &self.start).finish()
+        f.debug_struct("HeapBuf").field("len", &self.len()).field("headroom", &self.start()).finish()
     }
 }
 
@@ -89,10 +94,28 @@ impl Default for HeapBuf {
 }
 
 impl HeapBuf {
-    /// An empty buffer of `capacity` bytes whose data starts after `headroom` bytes.
+    /// An empty buffer of `capacity` bytes (at most 4 GiB) whose data starts after
+    /// `headroom` bytes.
     pub fn new(capacity: usize, headroom: usize) -> HeapBuf {
+        let capacity = capacity.min(u32::MAX as usize);
         let headroom = headroom.min(capacity);
-        HeapBuf { mem: vec![0u8; capacity].into_boxed_slice(), start: headroom, end: headroom }
+        let mut b = HeapBuf { mem: vec![0u8; capacity].into_boxed_slice(), bounds: 0 };
+        b.set(headroom, headroom);
+        b
+    }
+
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.bounds as u32 as usize
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        (self.bounds >> 32) as usize
+    }
+    /// Both bounds in one store; `start <= end <= capacity` (< 2^32) holds.
+    #[inline(always)]
+    fn set(&mut self, start: usize, end: usize) {
+        self.bounds = start as u64 | (end as u64) << 32;
     }
 
     /// A buffer holding a copy of `data` after the default headroom, with at least the
@@ -100,15 +123,14 @@ impl HeapBuf {
     pub fn from_slice(data: &[u8]) -> HeapBuf {
         let cap = DEFAULT_CAPACITY.max(DEFAULT_HEADROOM + data.len() + 256);
         let mut b = HeapBuf::new(cap, DEFAULT_HEADROOM);
-        b.end = b.start + data.len();
-        b.mem[b.start..b.end].copy_from_slice(data);
+        assert!(b.fill(DEFAULT_HEADROOM, data), "a buffer sized for its data holds it");
         b
     }
 
     /// Empties the buffer and restores `headroom` bytes of headroom, for reuse.
     pub fn reset(&mut self, headroom: usize) {
-        self.start = headroom.min(self.mem.len());
-        self.end = self.start;
+        let start = headroom.min(self.mem.len());
+        self.set(start, start);
     }
 
     /// Replaces the content with `data` after `headroom` bytes; false if it does not fit.
@@ -116,9 +138,8 @@ impl HeapBuf {
         if headroom + data.len() > self.mem.len() {
             return false;
         }
-        self.start = headroom;
-        self.end = headroom + data.len();
-        self.mem[self.start..self.end].copy_from_slice(data);
+        self.set(headroom, headroom + data.len());
+        self.mem[headroom..headroom + data.len()].copy_from_slice(data);
         true
     }
 
@@ -130,26 +151,28 @@ impl HeapBuf {
 impl PacketBuf for HeapBuf {
     #[inline]
     fn data(&self) -> &[u8] {
-        &self.mem[self.start..self.end]
+        &self.mem[self.start()..self.end()]
     }
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.mem[self.start..self.end]
+        let (s, e) = (self.start(), self.end());
+        &mut self.mem[s..e]
     }
     #[inline]
     fn headroom(&self) -> usize {
-        self.start
+        self.start()
     }
     #[inline]
     fn tailroom(&self) -> usize {
-        self.mem.len() - self.end
+        self.mem.len() - self.end()
     }
     #[inline]
     fn prepend(&mut self, n: usize) -> bool {
-        if n > self.start {
+        let (s, e) = (self.start(), self.end());
+        if n > s {
             return false;
         }
-        self.start -= n;
+        self.set(s - n, e);
         true
     }
     #[inline]
@@ -157,7 +180,7 @@ impl PacketBuf for HeapBuf {
         if n > self.tailroom() {
             return false;
         }
-        self.end += n;
+        self.set(self.start(), self.end() + n);
         true
     }
     #[inline]
@@ -165,7 +188,7 @@ impl PacketBuf for HeapBuf {
         if n > self.len() {
             return false;
         }
-        self.start += n;
+        self.set(self.start() + n, self.end());
         true
     }
     #[inline]
@@ -173,7 +196,7 @@ impl PacketBuf for HeapBuf {
         if n > self.len() {
             return false;
         }
-        self.end -= n;
+        self.set(self.start(), self.end() - n);
         true
     }
 }
