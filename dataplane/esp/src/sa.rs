@@ -424,10 +424,11 @@ impl OuterTemplate {
         let mut t = OuterTemplate { words: [0; 6], ip_len: 20, udp: encap.is_some(), sum: 0, v6: None };
         match (local, peer.addr) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let (sv, dv) = (u32::from(s) as u64, u32::from(d) as u64);
-                // Bytes 0-7 (version, TOS, length, ID, flags) are filled in per packet.
-                t.words[1] = OUTER_TTL as u64 | (proto as u64) << 8 | (u32::from_le_bytes(s.octets()) as u64) << 32;
-                t.words[2] = u32::from_le_bytes(d.octets()) as u64 | ports << 32;
+                let (sv, dv) = (s.to_bits() as u64, d.to_bits() as u64);
+                // Bytes 0-7 (version, TOS, length, ID, flags) are filled in per packet; the
+                // addresses go in network order, byte-swapped into the little-endian words.
+                t.words[1] = OUTER_TTL as u64 | (proto as u64) << 8 | (s.to_bits().swap_bytes() as u64) << 32;
+                t.words[2] = d.to_bits().swap_bytes() as u64 | ports << 32;
                 t.sum = 0x4500
                     + ((OUTER_TTL as u64) << 8 | proto as u64)
                     + (sv >> 16)
@@ -436,13 +437,10 @@ impl OuterTemplate {
                     + (dv & 0xffff);
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                let (sb, db) = (s.octets(), d.octets());
                 // Bytes 0-3 (version, traffic class) are filled in per packet, 4-5 too.
                 t.words[0] = (proto as u64) << 48 | (OUTER_TTL as u64) << 56;
-                for k in 0..2 {
-                    t.words[1 + k] = word(sb[8 * k..8 * k + 8].try_into().unwrap_or_default());
-                    t.words[3 + k] = word(db[8 * k..8 * k + 8].try_into().unwrap_or_default());
-                }
+                let (sw, dw) = (u128::from_le_bytes(s.octets()), u128::from_le_bytes(d.octets()));
+                t.words[1..5].copy_from_slice(&[sw as u64, (sw >> 64) as u64, dw as u64, (dw >> 64) as u64]);
                 t.words[5] = ports;
                 t.ip_len = 40;
                 t.v6 = Some((s, d));
