@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use esprit_engine::shared::{Control, Shared};
 use esprit_engine::Worker;
-use esprit_esp::{BufPool, DropReason, HeapBuf, HeapPool, Transform};
+use esprit_esp::{DropReason, HeapBuf, HeapPool, Transform};
 use esprit_pktio::wait::cycles;
 use esprit_satable::epoch;
 
@@ -111,10 +111,7 @@ pub fn prime(sh: &Arc<Shared>, replayed: &[Vec<u8>]) -> Result<(), String> {
         let bufs: Vec<HeapBuf> =
             chunk.iter().map(|f| w.pool().alloc_frame(f).ok_or("the buffer pool ran dry")).collect::<Result<_, _>>()?;
         w.rx(0, bufs, 1_000_000_000);
-        let sent = w.tx_queue(1).len();
-        for b in std::mem::take(w.tx_queue(1)) {
-            w.pool().free(b);
-        }
+        let sent = crate::measure::free_sent(&mut w, 1);
         if sent != chunk.len() {
             return Err(format!(
                 "priming: {sent} of {} accepted; drops: {:?}",
@@ -185,10 +182,7 @@ pub fn run(
         let c0 = cycles();
         w.rx(0, bufs.drain(..), 1_000_000_000);
         let c1 = cycles();
-        let sent = w.tx_queue(1).len();
-        for b in std::mem::take(w.tx_queue(1)) {
-            w.pool().free(b);
-        }
+        let sent = crate::measure::free_sent(&mut w, 1);
         if sent != BURST - junk_per_burst {
             return Err(format!(
                 "{sent} forwarded from a burst with {} valid frames; drops: {:?}",
