@@ -38,6 +38,28 @@ pub struct Iface {
 /// Our addresses, per interface index, with their prefix lengths.
 pub type Addresses = Vec<Vec<(IpAddr, u8)>>;
 
+/// Our addresses as the workers read them: per interface, and flat per family as numbers
+/// for [`Shared::is_local`], which every packet asks two or three times. (Walking the
+/// per-interface lists and comparing whole `IpAddr`s took 20–30 instructions a question.)
+struct LocalAddrs {
+    per_if: Addresses,
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+}
+
+impl LocalAddrs {
+    fn new(per_if: Addresses) -> LocalAddrs {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for &(a, _) in per_if.iter().flatten() {
+            match a {
+                IpAddr::V4(a) => v4.push(a.to_bits()),
+                IpAddr::V6(a) => v6.push(a.to_bits()),
+            }
+        }
+        LocalAddrs { per_if, v4, v6 }
+    }
+}
+
 /// A neighbor cache entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Neighbor {
@@ -56,7 +78,7 @@ pub struct Shared {
     pub policies: Arc<PolicyTable>,
     pub neighbors: Arc<HashTable<IpAddr, Neighbor>>,
     routes: Rcu<Routes>,
-    addrs: Rcu<Addresses>,
+    addrs: Rcu<LocalAddrs>,
     /// Seconds between NAT keepalives (the control plane may change it).
     pub keepalive_secs: std::sync::atomic::AtomicU64,
     /// `espritctl trace`: whose packets the workers copy, and where to.
@@ -77,30 +99,36 @@ impl Shared {
     /// True if `a` is one of our addresses.
     #[inline]
     pub fn is_local(&self, a: IpAddr, g: &Guard) -> bool {
-        self.addrs.load(g).iter().flatten().any(|&(x, _)| x == a)
+        let l = self.addrs.load(g);
+        match a {
+            // `any`, not `contains`: the latter's vector set-up costs more than a scan of
+            // the few addresses an appliance has.
+            IpAddr::V4(a) => l.v4.iter().any(|&x| x == a.to_bits()),
+            IpAddr::V6(a) => l.v6.iter().any(|&x| x == a.to_bits()),
+        }
     }
 
     /// True if `a` is one of our addresses on interface `ifidx`.
     #[inline]
     pub fn has_addr(&self, ifidx: usize, a: IpAddr, g: &Guard) -> bool {
-        self.addrs.load(g).get(ifidx).is_some_and(|l| l.iter().any(|&(x, _)| x == a))
+        self.addrs.load(g).per_if.get(ifidx).is_some_and(|l| l.iter().any(|&(x, _)| x == a))
     }
 
     /// Our first address of `a`'s family on interface `ifidx`.
     #[inline]
     pub fn addr_like(&self, ifidx: usize, v4: bool, g: &Guard) -> Option<IpAddr> {
-        self.addrs.load(g).get(ifidx)?.iter().map(|&(x, _)| x).find(|x| x.is_ipv4() == v4)
+        self.addrs.load(g).per_if.get(ifidx)?.iter().map(|&(x, _)| x).find(|x| x.is_ipv4() == v4)
     }
 
     /// The interface that has address `a`.
     #[inline]
     pub fn interface_of(&self, a: IpAddr, g: &Guard) -> Option<usize> {
-        self.addrs.load(g).iter().position(|l| l.iter().any(|&(x, _)| x == a))
+        self.addrs.load(g).per_if.iter().position(|l| l.iter().any(|&(x, _)| x == a))
     }
 
     /// Our addresses, per interface.
     pub fn addresses<'g>(&'g self, g: &'g Guard) -> &'g Addresses {
-        self.addrs.load(g)
+        &self.addrs.load(g).per_if
     }
 
     /// The interface and next hop toward `dst`.
@@ -232,7 +260,7 @@ impl Control {
             policies: pol_t,
             neighbors: nb_t,
             routes: Rcu::new(routes.clone()),
-            addrs: Rcu::new(addrs.clone()),
+            addrs: Rcu::new(LocalAddrs::new(addrs.clone())),
             keepalive_secs: std::sync::atomic::AtomicU64::new(cfg.settings.keepalive_interval),
             trace: crate::trace::Tracer::default(),
         });
@@ -338,7 +366,7 @@ impl Control {
             return Err(format!("no interface with index {ifidx}"));
         };
         list.push((addr, prefix_len));
-        self.sh.addrs.store(self.addrs.clone(), g);
+        self.sh.addrs.store(LocalAddrs::new(self.addrs.clone()), g);
         self.add_route(Route { dst: subnet, via: None, ifidx }, g);
         Ok(true)
     }
@@ -355,7 +383,7 @@ impl Control {
         let (_, len) = list.remove(at);
         let subnet = IpCidr::new(addr, len);
         let shared_subnet = subnet.is_ok_and(|s| list.iter().any(|&(a, l)| IpCidr::new(a, l) == Ok(s)));
-        self.sh.addrs.store(self.addrs.clone(), g);
+        self.sh.addrs.store(LocalAddrs::new(self.addrs.clone()), g);
         if let (Ok(s), false) = (subnet, shared_subnet) {
             self.delete_route(s, None, g);
         }

@@ -553,6 +553,13 @@ fn addresses_added_and_removed_at_run_time() {
     assert_eq!(e.control().add_address(1, "10.1.0.2".parse().unwrap(), 16, &g), Ok(true));
     assert_eq!(e.control().add_address(1, "10.1.0.2".parse().unwrap(), 16, &g), Ok(false), "idempotent");
     assert_eq!(e.control().add_address(1, "172.16.5.1".parse().unwrap(), 24, &g), Ok(true));
+    assert_eq!(e.control().add_address(1, "2001:db8:5::1".parse().unwrap(), 64, &g), Ok(true));
+    // Local to the fast path too (its own flat copy of the addresses).
+    for a in ["10.1.0.2", "172.16.5.1", "2001:db8:5::1"] {
+        assert!(e.shared().is_local(a.parse().unwrap(), &g), "{a} is ours");
+    }
+    assert!(!e.shared().is_local("172.16.5.2".parse().unwrap(), &g));
+    assert!(!e.shared().is_local("2001:db8:5::2".parse().unwrap(), &g));
     assert!(e
         .shared()
         .route("172.16.5.9".parse().unwrap(), &g)
@@ -566,6 +573,10 @@ fn addresses_added_and_removed_at_run_time() {
     assert!(e.control().remove_address(1, "10.1.0.2".parse().unwrap(), &g));
     assert!(!e.control().remove_address(1, "10.1.0.2".parse().unwrap(), &g));
     assert!(e.control().remove_address(1, "172.16.5.1".parse().unwrap(), &g));
+    assert!(e.control().remove_address(1, "2001:db8:5::1".parse().unwrap(), &g));
+    for a in ["10.1.0.2", "172.16.5.1", "2001:db8:5::1"] {
+        assert!(!e.shared().is_local(a.parse().unwrap(), &g), "{a} is no longer ours");
+    }
     e.rx(1, [arp_for("10.1.0.2")], 3 * SEC);
     assert!(take(&mut e, "lan").is_empty());
     assert!(e.shared().route("10.1.9.9".parse().unwrap(), &g).is_some());
