@@ -226,6 +226,10 @@ impl SaStats {
         let b0 = self.bytes.fetch_add(sum.bytes, Relaxed);
         self.last_used.store(now, Relaxed);
         let (p1, b1) = (p0 + sum.ok as u64, b0 + sum.bytes);
+        // Below the lowest limits (nearly every burst of an SA's life) nothing was crossed.
+        if p1 < l.soft_packets.min(l.hard_packets) && b1 < l.soft_bytes.min(l.hard_bytes) {
+            return;
+        }
         let crossed = |before: u64, after: u64, limit: u64| before < limit && after >= limit;
         sum.soft_expired = crossed(p0, p1, l.soft_packets) || crossed(b0, b1, l.soft_bytes);
         sum.hard_expired = crossed(p0, p1, l.hard_packets) || crossed(b0, b1, l.hard_bytes);

@@ -326,6 +326,33 @@ fn volume_lifetimes() {
 }
 
 #[test]
+fn byte_lifetimes_and_a_hard_limit_below_the_soft_one() {
+    // Which limit is lowest must not matter to when each is reported.
+    for (life, soft, hard) in [
+        (Lifetime { soft_bytes: 1, ..Lifetime::default() }, vec![0u8], vec![]),
+        (Lifetime { soft_bytes: 1, hard_bytes: 1, ..Lifetime::default() }, vec![0], vec![0]),
+        (Lifetime { soft_packets: 4, hard_packets: 2, ..Lifetime::default() }, vec![], vec![1]),
+    ] {
+        let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0003);
+        p.lifetime = life;
+        let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
+        let (mut soft_seen, mut hard_seen) = (Vec::new(), Vec::new());
+        for i in 0..5u8 {
+            let mut b = [HeapBuf::from_slice(&inner(false, 60, i))];
+            let mut r = [Err(DropReason::NoBuffer)];
+            let s = tx.encap_burst(&mut b, &mut r, 1);
+            if s.soft_expired {
+                soft_seen.push(i);
+            }
+            if s.hard_expired {
+                hard_seen.push(i);
+            }
+        }
+        assert_eq!((soft_seen, hard_seen), (soft, hard), "{life:?}");
+    }
+}
+
+#[test]
 fn expired_by_time_passes_nothing() {
     let p = params(Transform::Aes128Gcm16, false, true, 0xb000_0002);
     let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
