@@ -300,14 +300,14 @@ fn outbound_follows_the_peer() {
     assert!(gw_out.set_peer(Endpoint { addr: ip("::1"), port: 1 }).is_err(), "family change refused");
 }
 
-#[test]
-fn volume_lifetimes() {
-    let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0001);
-    p.lifetime = Lifetime { soft_packets: 3, hard_packets: 5, ..Lifetime::default() };
+/// Sends `n` single-packet bursts through an SA with lifetime `life`: the bursts that
+/// reported the soft and the hard limit, and each packet's result.
+fn lifetime_reports(life: Lifetime, spi: u32, n: u8) -> (Vec<u8>, Vec<u8>, Vec<Result<(), DropReason>>) {
+    let mut p = params(Transform::Aes128Gcm16, false, true, spi);
+    p.lifetime = life;
     let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
-    let (mut soft_seen, mut hard_seen) = (Vec::new(), Vec::new());
-    let mut results = Vec::new();
-    for i in 0..7u8 {
+    let (mut soft_seen, mut hard_seen, mut results) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
         let mut b = [HeapBuf::from_slice(&inner(false, 60, i))];
         let mut r = [Err(DropReason::NoBuffer)];
         let s = tx.encap_burst(&mut b, &mut r, 1);
@@ -319,6 +319,13 @@ fn volume_lifetimes() {
         }
         results.push(r[0]);
     }
+    (soft_seen, hard_seen, results)
+}
+
+#[test]
+fn volume_lifetimes() {
+    let life = Lifetime { soft_packets: 3, hard_packets: 5, ..Lifetime::default() };
+    let (soft_seen, hard_seen, results) = lifetime_reports(life, 0xb000_0001, 7);
     assert_eq!(soft_seen, [2], "the soft limit is reported once, by the burst that crossed it");
     assert_eq!(hard_seen, [4], "so is the hard limit");
     assert!(results[..5].iter().all(|r| r.is_ok()));
@@ -333,21 +340,7 @@ fn byte_lifetimes_and_a_hard_limit_below_the_soft_one() {
         (Lifetime { soft_bytes: 1, hard_bytes: 1, ..Lifetime::default() }, vec![0], vec![0]),
         (Lifetime { soft_packets: 4, hard_packets: 2, ..Lifetime::default() }, vec![], vec![1]),
     ] {
-        let mut p = params(Transform::Aes128Gcm16, false, true, 0xb000_0003);
-        p.lifetime = life;
-        let tx = OutboundSa::new(p.clone(), esprit_esp::crypto::default_provider(p.transform)).unwrap();
-        let (mut soft_seen, mut hard_seen) = (Vec::new(), Vec::new());
-        for i in 0..5u8 {
-            let mut b = [HeapBuf::from_slice(&inner(false, 60, i))];
-            let mut r = [Err(DropReason::NoBuffer)];
-            let s = tx.encap_burst(&mut b, &mut r, 1);
-            if s.soft_expired {
-                soft_seen.push(i);
-            }
-            if s.hard_expired {
-                hard_seen.push(i);
-            }
-        }
+        let (soft_seen, hard_seen, _) = lifetime_reports(life, 0xb000_0003, 5);
         assert_eq!((soft_seen, hard_seen), (soft, hard), "{life:?}");
     }
 }
