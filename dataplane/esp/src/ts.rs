@@ -100,22 +100,16 @@ impl<'p> Flow<'p> {
             4 => {
                 let p = esprit_wire::ipv4::Packet::new_checked(pkt).ok()?;
                 let (src, dst, proto) = (IpAddr::V4(p.src_addr()), IpAddr::V4(p.dst_addr()), p.protocol());
-                // `payload()`'s range, sliced from `pkt` so that it lives as long as the
-                // packet rather than as long as `p`.
-                let first = p.frag_offset() == 0;
-                let l4 = if first { pkt.get(p.header_len()..p.total_len() as usize).unwrap_or(&[]) } else { &[] };
+                let l4 = if p.frag_offset() == 0 { p.into_payload() } else { &[] };
                 Some(Flow { src, dst, protocol: proto, l4 })
             }
             6 => {
                 let p = esprit_wire::ipv6::Packet::new_checked(pkt).ok()?;
                 let u = p.upper_layer().ok()?;
+                let (src, dst) = (IpAddr::V6(p.src_addr()), IpAddr::V6(p.dst_addr()));
                 let first = u.frag.is_none_or(|f| f.offset == 0);
-                let l4 = if first {
-                    pkt.get(esprit_wire::ipv6::HEADER_LEN + u.offset..p.total_len()).unwrap_or(&[])
-                } else {
-                    &[]
-                };
-                Some(Flow { src: IpAddr::V6(p.src_addr()), dst: IpAddr::V6(p.dst_addr()), protocol: u.protocol, l4 })
+                let l4 = if first { p.into_payload().get(u.offset..).unwrap_or(&[]) } else { &[] };
+                Some(Flow { src, dst, protocol: u.protocol, l4 })
             }
             _ => None,
         }

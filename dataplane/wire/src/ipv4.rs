@@ -129,9 +129,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn header(&self) -> &[u8] {
         &self.buffer.as_ref()[..self.header_len()]
     }
+    /// Where the payload is: past the header, up to the total length.
+    fn payload_range(&self) -> core::ops::Range<usize> {
+        self.header_len()..self.total_len() as usize
+    }
     /// The payload, up to the total length.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..self.total_len() as usize]
+        &self.buffer.as_ref()[self.payload_range()]
+    }
+}
+
+impl<'a> Packet<&'a [u8]> {
+    /// [`payload`](Packet::payload), borrowed for as long as the packet's bytes rather than
+    /// the view.
+    pub fn into_payload(self) -> &'a [u8] {
+        let r = self.payload_range();
+        &self.buffer[r]
     }
 }
 
@@ -191,8 +204,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         put16(b, field::CHECKSUM, c);
     }
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (h, t) = (self.header_len(), self.total_len() as usize);
-        &mut self.buffer.as_mut()[h..t]
+        let r = self.payload_range();
+        &mut self.buffer.as_mut()[r]
     }
 }
 

@@ -82,7 +82,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Everything after the fixed header, up to the payload length.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.total_len()]
+        &self.buffer.as_ref()[self.payload_range()]
+    }
+    fn payload_range(&self) -> core::ops::Range<usize> {
+        HEADER_LEN..self.total_len()
     }
     /// Walks the extension headers to the upper-layer protocol.
     pub fn upper_layer(&self) -> Result<UpperLayer> {
@@ -113,8 +116,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::DST..field::DST + 16].copy_from_slice(&a.octets());
     }
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let t = self.total_len();
-        &mut self.buffer.as_mut()[HEADER_LEN..t]
+        let r = self.payload_range();
+        &mut self.buffer.as_mut()[r]
+    }
+}
+
+impl<'a> Packet<&'a [u8]> {
+    /// [`payload`](Packet::payload), borrowed for as long as the packet's bytes rather than
+    /// the view.
+    pub fn into_payload(self) -> &'a [u8] {
+        let r = self.payload_range();
+        &self.buffer[r]
     }
 }
 
